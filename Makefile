@@ -1,0 +1,61 @@
+# Clicktrail: `make run` serves a demo on SQLite, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# PostgreSQL when one answers locally and DATABASE_URL is not set, else SQLite.
+LOCAL_PG := postgres://postgres@127.0.0.1:5432/clicktrail
+
+.PHONY: run test venv install install-dev chromium lint format migrations-check bench serve
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+venv: $(BIN)/python
+
+install: venv
+	$(BIN)/pip install --quiet -e .
+
+install-dev: venv
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+run: install
+	@export DJANGO_SETTINGS_MODULE=config.settings.local DATABASE_URL=$${DATABASE_URL:-sqlite:///$(CURDIR)/db.sqlite3}; \
+	$(BIN)/python manage.py migrate --no-input -v0 && \
+	$(BIN)/python manage.py collectstatic --no-input -v0 && \
+	$(BIN)/python manage.py demo_data --if-empty && \
+	$(BIN)/python manage.py bootstrap_admin && \
+	echo "Clicktrail is serving on http://127.0.0.1:$(PORT)/admin/ (Ctrl-C stops it)" && \
+	exec $(BIN)/gunicorn -c config/gunicorn.py --bind 127.0.0.1:$(PORT) --workers 2 config.wsgi
+
+# Browser tests drive Debian's Chromium; install it when missing and we may.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || { echo "could not install chromium"; exit 1; }; \
+	  else echo "Install Debian's chromium (/usr/bin/chromium) for the browser tests"; exit 1; fi; \
+	fi
+
+test: install-dev chromium
+	@if [ -z "$$DATABASE_URL" ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1; then \
+	  export DATABASE_URL=$(LOCAL_PG); fi; \
+	echo "Running the suite on $${DATABASE_URL:-SQLite}"; \
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrations-check: install-dev
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
+
+bench: install-dev
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,23 @@
+"""gunicorn configuration: ``gunicorn -c config/gunicorn.py config.wsgi``.
+
+Every value can be overridden from the environment (GUNICORN_WORKERS, …). The defaults
+are chosen by measurement on a 2-core machine; see docs/benchmarks.md.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2))
+threads = int(os.environ.get("GUNICORN_THREADS", 1))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync" if threads == 1 else "gthread")
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 5))
+# Recycle workers now and then so a slow leak can never grow without bound.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 100_000))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", 10_000))
+# The access log would write the whole query string, including the postback's `secure`
+# token, so it is off; the postback log in the database records every request, masked.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")

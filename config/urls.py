@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from offers import api as offers_api
+from tracking import views as tracking_views
+
+admin.site.site_header = "Clicktrail"
+admin.site.site_title = "Clicktrail"
+admin.site.index_title = "Tracking administration"
+
+router = DefaultRouter()
+router.register("advertisers", offers_api.AdvertiserViewSet, basename="advertiser")
+router.register("publishers", offers_api.PublisherViewSet, basename="publisher")
+router.register("offers", offers_api.OfferViewSet, basename="offer")
+router.register(
+    r"offers/(?P<offer_pk>[0-9]+)/events", offers_api.EventViewSet, basename="offer-event"
+)
+
+urlpatterns = [
+    path("click", tracking_views.click, name="click"),
+    path("healthz", tracking_views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]

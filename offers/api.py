@@ -1,0 +1,263 @@
+"""REST API for the definitions: advertisers, publishers, offers and their events."""
+
+import copy
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+
+from offers.models import Advertiser, Event, Offer, Publisher
+from offers.postback_urls import (
+    event_postback_url,
+    global_postback_url,
+    offer_postback_url,
+    tracking_url,
+)
+from offers.services import (
+    EventHasRecords,
+    advertiser_create,
+    event_create,
+    event_delete,
+    event_update,
+)
+from offers.tokens import mask_token
+
+
+def validate_model(instance: Model, attrs: dict[str, Any]) -> None:
+    """Run the model's own validation (fields, constraints) on ``attrs`` applied to ``instance``.
+
+    The model and its database constraints are the single source of the rules; this turns
+    their verdict into the API's ``400`` with field messages instead of an IntegrityError.
+    """
+    for name, value in attrs.items():
+        setattr(instance, name, value)
+    try:
+        instance.full_clean()
+    except DjangoValidationError as exc:
+        raise api_validation_error(exc) from exc
+
+
+def api_validation_error(exc: DjangoValidationError) -> ValidationError:
+    """A model's ValidationError as DRF's, model-wide errors under ``non_field_errors``."""
+    detail = serializers.as_serializer_error(exc)
+    if NON_FIELD_ERRORS in detail:
+        detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+    return ValidationError(detail)
+
+
+class CurrencyField(serializers.CharField):
+    """Three ASCII letters, stored upper-case."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_length=3, max_length=3, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not (value.isascii() and value.isalpha()):
+            raise ValidationError("Must be a 3-letter ISO currency code, e.g. USD.")
+        return value.upper()
+
+
+class AdvertiserSerializer(serializers.ModelSerializer):
+    postback_token = serializers.SerializerMethodField(
+        help_text="Whole for account managers, masked for analysts."
+    )
+    global_postback_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Advertiser
+        fields = ["id", "name", "postback_token", "global_postback_url", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def _reveals_token(self) -> bool:
+        request = self.context.get("request")
+        return bool(request and request.user.has_perm("offers.change_advertiser"))
+
+    def get_postback_token(self, advertiser: Advertiser) -> str:
+        if self._reveals_token():
+            return advertiser.postback_token
+        return mask_token(advertiser.postback_token)
+
+    def get_global_postback_url(self, advertiser: Advertiser) -> str:
+        url = global_postback_url(advertiser)
+        if self._reveals_token():
+            return url
+        return url.replace(advertiser.postback_token, mask_token(advertiser.postback_token))
+
+    def create(self, validated_data: dict[str, Any]) -> Advertiser:
+        return advertiser_create(**validated_data)
+
+
+class PublisherSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Publisher
+        fields = ["id", "name", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class OfferSerializer(serializers.ModelSerializer):
+    currency = CurrencyField(required=False, default="USD")
+    postback_url = serializers.SerializerMethodField()
+    tracking_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Offer
+        fields = [
+            "id",
+            "name",
+            "advertiser",
+            "destination_url",
+            "status",
+            "currency",
+            "revenue_type",
+            "revenue_value",
+            "payout_type",
+            "payout_value",
+            "parameters",
+            "postback_url",
+            "tracking_url",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = copy.copy(self.instance) if self.instance else Offer()
+        validate_model(instance, attrs)
+        return attrs
+
+    def get_postback_url(self, offer: Offer) -> str:
+        return offer_postback_url(offer)
+
+    def get_tracking_url(self, offer: Offer) -> str:
+        return tracking_url(offer)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    id = serializers.IntegerField(read_only=True, help_text="The event ID, unique platform-wide.")
+    postback_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Event
+        fields = [
+            "id",
+            "name",
+            "revenue_type",
+            "revenue_value",
+            "payout_type",
+            "payout_value",
+            "allow_multiple",
+            "parameters",
+            "postback_url",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = copy.copy(self.instance) if self.instance else Event(offer=self.context["offer"])
+        validate_model(instance, attrs)
+        return attrs
+
+    @extend_schema_field(serializers.CharField())
+    def get_postback_url(self, event: Event) -> str:
+        return event_postback_url(event, offer=self.context.get("offer"))
+
+    def create(self, validated_data: dict[str, Any]) -> Event:
+        try:
+            return event_create(offer=self.context["offer"], **validated_data)
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from exc
+
+    def update(self, instance: Event, validated_data: dict[str, Any]) -> Event:
+        try:
+            return event_update(event=instance, **validated_data)
+        except DjangoValidationError as exc:
+            raise api_validation_error(exc) from exc
+
+
+class DefinitionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """List, create, read and PATCH; no PUT and no DELETE for these definitions."""
+
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        # A unique name can still collide with a concurrent request after validation.
+        try:
+            with transaction.atomic():
+                serializer.save()
+        except IntegrityError as exc:
+            raise ValidationError(
+                {"non_field_errors": ["Conflicts with a change made at the same time; retry."]}
+            ) from exc
+
+    perform_update = perform_create
+
+
+class AdvertiserViewSet(DefinitionViewSet):
+    queryset = Advertiser.objects.order_by("id")
+    serializer_class = AdvertiserSerializer
+    filterset_fields = ["name"]
+
+
+class PublisherViewSet(DefinitionViewSet):
+    queryset = Publisher.objects.order_by("id")
+    serializer_class = PublisherSerializer
+    filterset_fields = ["name"]
+
+
+class OfferViewSet(DefinitionViewSet):
+    queryset = Offer.objects.select_related("advertiser").order_by("id")
+    serializer_class = OfferSerializer
+    filterset_fields = ["advertiser", "status", "currency"]
+
+
+class EventViewSet(
+    mixins.DestroyModelMixin,
+    DefinitionViewSet,
+):
+    """``/api/v1/offers/{offer_pk}/events/``: the events of one offer."""
+
+    serializer_class = EventSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    queryset = Event.objects.none()  # the real one is per offer; this names the model
+
+    def get_offer(self) -> Offer:
+        if not hasattr(self, "_offer"):
+            self._offer = get_object_or_404(
+                Offer.objects.select_related("advertiser"), pk=self.kwargs["offer_pk"]
+            )
+        return self._offer
+
+    def get_queryset(self):  # noqa: ANN201
+        if getattr(self, "swagger_fake_view", False):
+            return Event.objects.none()
+        return Event.objects.filter(offer=self.get_offer()).order_by("id")
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False) and "offer_pk" in self.kwargs:
+            context["offer"] = self.get_offer()
+        return context
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            event_delete(event=self.get_object())
+        except EventHasRecords as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)

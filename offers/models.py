@@ -1,0 +1,188 @@
+"""Advertisers, publishers, offers and their event definitions: what account managers set up."""
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from offers.parameters import validate_parameter_mapping
+from offers.tokens import generate_postback_token, mask_token, token_digest
+
+CURRENCY_REGEX = r"^[A-Z]{3}$"
+NOT_NEGATIVE = [MinValueValidator(Decimal("0"), message="Cannot be negative.")]
+
+
+class MoneyType(models.TextChoices):
+    """How a revenue or payout value is read (SPEC "Money")."""
+
+    CPA = "CPA", "CPA (per action)"
+    CPL = "CPL", "CPL (per lead)"
+    FIXED = "FIXED", "Fixed amount"
+    CPS = "CPS", "CPS (% of sale)"
+
+
+def money_rule_constraints(prefix: str) -> list[models.CheckConstraint]:
+    """Constraints shared by every model that carries revenue and payout rules."""
+    constraints = []
+    for side in ("revenue", "payout"):
+        constraints += [
+            models.CheckConstraint(
+                condition=Q(**{f"{side}_type__in": MoneyType.values}),
+                name=f"{prefix}_{side}_type_valid",
+                violation_error_message=f"The {side} type must be CPA, CPL, FIXED or CPS.",
+            ),
+            models.CheckConstraint(
+                condition=Q(**{f"{side}_value__gte": Decimal("0")}),
+                name=f"{prefix}_{side}_value_gte_0",
+                violation_error_message=f"The {side} value cannot be negative.",
+            ),
+            # A CPS value is a percentage of the sale.
+            models.CheckConstraint(
+                condition=~Q(**{f"{side}_type": MoneyType.CPS})
+                | Q(**{f"{side}_value__lte": Decimal("100")}),
+                name=f"{prefix}_{side}_cps_percent_lte_100",
+                violation_error_message=f"A CPS {side} value is a percentage: 0 to 100.",
+            ),
+        ]
+    return constraints
+
+
+class Advertiser(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    # Shown whole to account managers (they paste it into the advertiser's platform), so it
+    # is stored; lookups go through the digest so the comparison never touches the token.
+    postback_token = models.CharField(
+        max_length=64, unique=True, default=generate_postback_token, editable=False
+    )
+    postback_token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # The digest is always the SHA-256 of the token (64 hex characters).
+            models.CheckConstraint(
+                condition=Q(postback_token_digest__regex=r"^[0-9a-f]{64}$"),  # noqa: S106
+                name="advertiser_token_digest_is_sha256",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_postback_token(self, token: str) -> None:
+        self.postback_token = token
+        self.postback_token_digest = token_digest(token)
+
+    @property
+    def masked_token(self) -> str:
+        return mask_token(self.postback_token)
+
+
+class Publisher(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Offer(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+
+    name = models.CharField(max_length=200)
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.PROTECT, related_name="offers")
+    destination_url = models.URLField(
+        max_length=2000,
+        help_text="Where clicks are sent. Macros: {transaction_id}, {offer_id}, {aff_id}, "
+        "{aff_sub} … {aff_sub5}, {source}.",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    currency = models.CharField(max_length=3, default="USD", help_text="3-letter ISO code.")
+    revenue_type = models.CharField(max_length=5, choices=MoneyType.choices, default=MoneyType.CPA)
+    revenue_value = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0.00"), validators=NOT_NEGATIVE
+    )
+    payout_type = models.CharField(max_length=5, choices=MoneyType.choices, default=MoneyType.CPA)
+    payout_value = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0.00"), validators=NOT_NEGATIVE
+    )
+    parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_parameter_mapping],
+        help_text="Parameter mapping for the offer postback URL: name → placeholder.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "paused"]), name="offer_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__regex=CURRENCY_REGEX),
+                name="offer_currency_iso",
+                violation_error_message="The currency must be a 3-letter ISO code, e.g. USD.",
+            ),
+            *money_rule_constraints("offer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Event(models.Model):
+    """A post-conversion action of an offer. Its primary key is the platform-wide event ID."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="events")
+    name = models.CharField(
+        max_length=255, help_text="Must match what the advertiser sends (case sensitive)."
+    )
+    revenue_type = models.CharField(max_length=5, choices=MoneyType.choices)
+    revenue_value = models.DecimalField(max_digits=12, decimal_places=2, validators=NOT_NEGATIVE)
+    payout_type = models.CharField(max_length=5, choices=MoneyType.choices)
+    payout_value = models.DecimalField(max_digits=12, decimal_places=2, validators=NOT_NEGATIVE)
+    allow_multiple = models.BooleanField(
+        "allow multiple events with the same click ID", default=False
+    )
+    parameters = models.JSONField(
+        "parameter mapping",
+        default=dict,
+        blank=True,
+        validators=[validate_parameter_mapping],
+        help_text="Extra parameters for the event postback URL: name → placeholder.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["offer_id", "id"]
+        constraints = [
+            # Case sensitive on both engines: PostgreSQL's default collation and SQLite's
+            # BINARY collation compare bytes.
+            models.UniqueConstraint(
+                fields=["offer", "name"],
+                name="event_name_unique_per_offer",
+                violation_error_message="This offer already has an event with this name.",
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="event_name_not_empty"),
+            *money_rule_constraints("event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"

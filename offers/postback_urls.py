@@ -1,0 +1,81 @@
+"""Generated postback URLs (SPEC "Generated postback URLs"): built here and nowhere else.
+
+The admin, the REST API and the docs all call these functions, so the URL an account
+manager copies is the URL the endpoint was tested against.
+"""
+
+from urllib.parse import quote
+
+from django.conf import settings
+
+from offers.models import Advertiser, Event, Offer
+from offers.parameters import DEFAULT_PLACEHOLDER, ordered_mapping
+
+
+def _base_url() -> str:
+    return f"{settings.TRACKING_BASE_URL}/postback"
+
+
+def _render(params: list[tuple[str, str]]) -> str:
+    # Names and our own values are URL-encoded; placeholders are shown as the partner
+    # expects to find them ({clickid} stays {clickid}) because it substitutes them as text.
+    return _base_url() + "?" + "&".join(f"{name}={value}" for name, value in params)
+
+
+def _token_param(advertiser: Advertiser) -> tuple[str, str]:
+    return ("secure", quote(advertiser.postback_token, safe=""))
+
+
+def global_postback_url(advertiser: Advertiser) -> str:
+    """Works for every offer of the advertiser: ``…/postback?secure=…&transaction_id=REPLACE``."""
+    return _render([_token_param(advertiser), ("transaction_id", DEFAULT_PLACEHOLDER)])
+
+
+def _offer_params(offer: Offer, overrides: dict[str, str]) -> list[tuple[str, str]]:
+    mapping = {**offer.parameters, **overrides}
+    transaction_placeholder = mapping.pop("transaction_id", DEFAULT_PLACEHOLDER)
+    params = [
+        _token_param(offer.advertiser),
+        ("transaction_id", transaction_placeholder),
+        ("offer_id", str(offer.pk)),
+    ]
+    # The offer's own mapped parameters, with the event's placeholder where both map one.
+    params += [
+        (name, mapping[name])
+        for name in ordered_mapping(offer.parameters)
+        if name != "transaction_id"
+    ]
+    return params
+
+
+def offer_postback_url(offer: Offer) -> str:
+    """The offer's conversion URL: the global URL with ``offer_id`` and the offer's mapping."""
+    return _render(_offer_params(offer, {}))
+
+
+def event_postback_url(event: Event, *, offer: Offer | None = None) -> str:
+    """An event's URL: the offer URL with ``event_id``, ``event_name`` and the event's mapping.
+
+    Where the offer and the event both map a parameter (or the ``transaction_id``
+    placeholder), the event's placeholder wins. ``offer`` may be passed to save a query
+    when listing many events of one offer.
+    """
+    offer = offer or event.offer
+    event_mapping = dict(event.parameters)
+    params = _offer_params(offer, event_mapping)
+    params += [("event_id", str(event.pk)), ("event_name", quote(event.name, safe=""))]
+    already = {name for name, _ in params}
+    params += [
+        (name, placeholder)
+        for name, placeholder in ordered_mapping(event_mapping).items()
+        if name not in already and name != "transaction_id"
+    ]
+    return _render(params)
+
+
+def tracking_url(offer: Offer, *, publisher_id: int | str = "REPLACE", **subs: str) -> str:
+    """The tracking link a publisher shares: ``…/click?offer_id=…&aff_id=…`` plus sub-IDs."""
+    params = [("offer_id", str(offer.pk)), ("aff_id", quote(str(publisher_id), safe=""))]
+    params += [(name, quote(value, safe="")) for name, value in subs.items() if value]
+    query = "&".join(f"{name}={value}" for name, value in params)
+    return f"{settings.TRACKING_BASE_URL}/click?{query}"

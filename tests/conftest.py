@@ -1,0 +1,33 @@
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory, account_manager, analyst
+
+
+def token_client(user) -> APIClient:  # noqa: ANN001
+    """An API client that authenticates the real way: ``Authorization: Token <key>``."""
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def manager_client(db) -> APIClient:  # noqa: ANN001
+    return token_client(account_manager())
+
+
+@pytest.fixture
+def analyst_client(db) -> APIClient:  # noqa: ANN001
+    return token_client(analyst())
+
+
+@pytest.fixture
+def superuser_client(db) -> APIClient:  # noqa: ANN001
+    return token_client(UserFactory(is_superuser=True))

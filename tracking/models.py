@@ -1,0 +1,319 @@
+"""What the tracking endpoints record: clicks, conversions, event records, the postback log.
+
+These are the hit tables: big, append-only, read by reports. Every index is named and says
+which query it serves. Money is copied onto each record when it is accepted, so editing an
+offer or event later never rewrites history.
+"""
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from offers.models import CURRENCY_REGEX, Advertiser, Event, Offer, Publisher
+
+
+class Click(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    transaction_id = models.CharField(max_length=64, unique=True)
+    # Foreign keys here carry db_index=False where a named composite index below leads
+    # with the same column: one index fewer on every insert of a hit table.
+    offer = models.ForeignKey(
+        Offer, on_delete=models.PROTECT, related_name="clicks", db_index=False
+    )
+    publisher = models.ForeignKey(
+        Publisher, on_delete=models.PROTECT, related_name="clicks", db_index=False
+    )
+    aff_sub = models.CharField(max_length=255, blank=True, default="")
+    aff_sub2 = models.CharField(max_length=255, blank=True, default="")
+    aff_sub3 = models.CharField(max_length=255, blank=True, default="")
+    aff_sub4 = models.CharField(max_length=255, blank=True, default="")
+    aff_sub5 = models.CharField(max_length=255, blank=True, default="")
+    source = models.CharField(max_length=255, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    referrer = models.CharField(max_length=2048, blank=True, default="")
+    # Made from the admin's Test postback tab, so account managers can tell them apart.
+    is_test = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Click lists and click counts per offer for a period.
+            models.Index(fields=["offer", "created_at"], name="click_offer_created"),
+            # Click lists filtered by publisher for a period.
+            models.Index(fields=["publisher", "created_at"], name="click_publisher_created"),
+            # Unfiltered click lists, newest first, and date-range filters.
+            models.Index(fields=["created_at"], name="click_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(transaction_id__regex=r"^[A-Za-z0-9_-]{16,64}$"),
+                name="click_transaction_id_format",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.transaction_id
+
+
+class MoneyRecord(models.Model):
+    """What conversions and event records share: where they came from and what they earned."""
+
+    id = models.BigAutoField(primary_key=True)
+    click = models.ForeignKey(Click, on_delete=models.PROTECT, db_index=False)
+    # Copied from the click so reports filter and group without joining the click table.
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, db_index=False)
+    publisher = models.ForeignKey(Publisher, on_delete=models.PROTECT, db_index=False)
+    # 14 digits, not 12: a CPS rule of 100 % on the largest allowed sale amount
+    # (9999999999.9999) earns 10000000000.00, one digit more than a definition's value.
+    revenue = models.DecimalField(max_digits=14, decimal_places=2)
+    payout = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    # The sale amount the advertiser sent (CPS), as sent: up to 10 digits and 4 decimals.
+    amount = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    adv_sub = models.CharField(max_length=255, blank=True, default="")
+    adv_sub2 = models.CharField(max_length=255, blank=True, default="")
+    adv_sub3 = models.CharField(max_length=255, blank=True, default="")
+    adv_sub4 = models.CharField(max_length=255, blank=True, default="")
+    adv_sub5 = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def profit(self) -> Decimal:
+        return self.revenue - self.payout
+
+
+def money_record_constraints(prefix: str) -> list[models.CheckConstraint]:
+    return [
+        models.CheckConstraint(
+            condition=Q(revenue__gte=Decimal("0")), name=f"{prefix}_revenue_gte_0"
+        ),
+        models.CheckConstraint(
+            condition=Q(payout__gte=Decimal("0")), name=f"{prefix}_payout_gte_0"
+        ),
+        models.CheckConstraint(
+            condition=Q(amount__isnull=True) | Q(amount__gte=Decimal("0")),
+            name=f"{prefix}_amount_gte_0",
+        ),
+        models.CheckConstraint(
+            condition=Q(currency__regex=CURRENCY_REGEX), name=f"{prefix}_currency_iso"
+        ),
+    ]
+
+
+class Conversion(MoneyRecord):
+    """The first accepted postback for a click."""
+
+    # Indexed by the named constraint and indexes in Meta.
+    click = models.ForeignKey(
+        Click, on_delete=models.PROTECT, related_name="conversions", db_index=False
+    )
+    offer = models.ForeignKey(
+        Offer, on_delete=models.PROTECT, related_name="conversions", db_index=False
+    )
+    publisher = models.ForeignKey(
+        Publisher, on_delete=models.PROTECT, related_name="conversions", db_index=False
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Exactly once: two concurrent conversion postbacks for one click cannot both
+            # insert; the loser gets an IntegrityError and answers duplicate_conversion.
+            models.UniqueConstraint(fields=["click"], name="conversion_one_per_click"),
+            *money_record_constraints("conversion"),
+        ]
+        indexes = [
+            # Reports and lists for one offer over a period; the included columns let the
+            # daily report be answered by an index-only scan on PostgreSQL.
+            models.Index(
+                fields=["offer", "created_at"],
+                include=["currency", "revenue", "payout"],
+                name="conversion_offer_created",
+            ),
+            # Lists and reports filtered by publisher over a period.
+            models.Index(fields=["publisher", "created_at"], name="conversion_publisher_created"),
+            # Unfiltered lists newest first, date-range filters, all-offer reports.
+            models.Index(
+                fields=["created_at"],
+                include=["offer", "currency", "revenue", "payout"],
+                name="conversion_created",
+            ),
+            # Search by the advertiser's order reference.
+            models.Index(fields=["adv_sub"], name="conversion_adv_sub"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversion #{self.pk}"
+
+
+class EventRecord(MoneyRecord):
+    """One accepted event postback."""
+
+    # Indexed by the named constraints and indexes in Meta.
+    click = models.ForeignKey(
+        Click, on_delete=models.PROTECT, related_name="event_records", db_index=False
+    )
+    offer = models.ForeignKey(
+        Offer, on_delete=models.PROTECT, related_name="event_records", db_index=False
+    )
+    publisher = models.ForeignKey(
+        Publisher, on_delete=models.PROTECT, related_name="event_records", db_index=False
+    )
+    # PROTECT: an event that has records cannot be deleted (the API answers 409).
+    event = models.ForeignKey(
+        Event, on_delete=models.PROTECT, related_name="records", db_index=False
+    )
+    # Conversions are never deleted, so nothing looks records up by conversion in bulk.
+    conversion = models.ForeignKey(
+        Conversion, on_delete=models.PROTECT, related_name="event_records", db_index=False
+    )
+    # The event's setting when this record was accepted; the dedupe constraints below
+    # depend on it, so changing the event later does not reinterpret old records.
+    allow_multiple = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Exactly once for a single-fire event: one record per (event, click).
+            models.UniqueConstraint(
+                fields=["event", "click"],
+                condition=Q(allow_multiple=False),
+                name="eventrecord_single_fire_once_per_click",
+            ),
+            # A multiple event deduplicates by the advertiser's reference when one is sent.
+            models.UniqueConstraint(
+                fields=["event", "click", "adv_sub"],
+                condition=Q(allow_multiple=True) & ~Q(adv_sub=""),
+                name="eventrecord_multiple_once_per_adv_sub",
+            ),
+            *money_record_constraints("eventrecord"),
+        ]
+        indexes = [
+            # The postback path's "does this click already have a record of this event?"
+            models.Index(fields=["click", "event"], name="eventrecord_click_event"),
+            # Reports for one offer over a period, grouped by day and event: the included
+            # columns make it an index-only scan on PostgreSQL (see docs/benchmarks.md).
+            models.Index(
+                fields=["offer", "created_at"],
+                include=["event", "currency", "revenue", "payout"],
+                name="eventrecord_offer_created",
+            ),
+            # Lists filtered by event over a period.
+            models.Index(fields=["event", "created_at"], name="eventrecord_event_created"),
+            # Lists and reports filtered by publisher over a period.
+            models.Index(fields=["publisher", "created_at"], name="eventrecord_publisher_created"),
+            # Unfiltered lists newest first, date-range filters, all-offer reports.
+            models.Index(
+                fields=["created_at"],
+                include=["offer", "event", "currency", "revenue", "payout"],
+                name="eventrecord_created",
+            ),
+            # Search by the advertiser's order reference.
+            models.Index(fields=["adv_sub"], name="eventrecord_adv_sub"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Event record #{self.pk}"
+
+
+class Reason(models.TextChoices):
+    """The outcome of a postback (SPEC "Postback endpoint")."""
+
+    ACCEPTED = "accepted", "Accepted"
+    MISSING_PARAMETER = "missing_parameter", "Missing parameter"
+    INVALID_PARAMETER = "invalid_parameter", "Invalid parameter"
+    INVALID_SECURE = "invalid_secure", "Invalid secure token"
+    UNKNOWN_TRANSACTION = "unknown_transaction", "Unknown transaction"
+    OFFER_MISMATCH = "offer_mismatch", "Offer mismatch"
+    DUPLICATE_CONVERSION = "duplicate_conversion", "Duplicate conversion"
+    AMOUNT_REQUIRED = "amount_required", "Amount required"
+    UNKNOWN_EVENT = "unknown_event", "Unknown event"
+    EVENT_MISMATCH = "event_mismatch", "Event mismatch"
+    NO_CONVERSION = "no_conversion", "No conversion"
+    DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
+    UNAVAILABLE = "unavailable", "Unavailable"
+
+
+LOG_LINK = {
+    "null": True,
+    "blank": True,
+    "on_delete": models.DO_NOTHING,
+    "db_constraint": False,
+    "db_index": False,
+}
+
+
+class PostbackLog(models.Model):
+    """One row for every postback request received, accepted or not."""
+
+    Reason = Reason
+
+    class Type(models.TextChoices):
+        CONVERSION = "conversion", "Conversion"
+        EVENT = "event", "Event"
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    method = models.CharField(max_length=10)
+    # Every parameter received, the secure value masked. Never the whole token.
+    params = models.JSONField(default=dict)
+    secure_masked = models.CharField(max_length=32, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    status_code = models.PositiveSmallIntegerField()
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    message = models.CharField(max_length=500, blank=True, default="")
+    type = models.CharField(max_length=10, choices=Type.choices, blank=True, default="")
+    transaction_id = models.CharField(max_length=255, blank=True, default="")
+    # What the request resolved to, as far as it got (null where it did not get that far).
+    # The log is an audit trail: it keeps these IDs even if a definition is deleted later,
+    # so the links carry no database constraint (deleting an event must not rewrite or
+    # scan millions of log rows) and no index beyond the named ones in Meta.
+    advertiser = models.ForeignKey(Advertiser, **LOG_LINK, related_name="+")
+    offer = models.ForeignKey(Offer, **LOG_LINK, related_name="+")
+    event = models.ForeignKey(Event, **LOG_LINK, related_name="+")
+    click = models.ForeignKey(Click, **LOG_LINK, related_name="postback_logs")
+    # The record this request created (only when accepted).
+    conversion = models.ForeignKey(Conversion, **LOG_LINK, related_name="+")
+    event_record = models.ForeignKey(EventRecord, **LOG_LINK, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reason__in=Reason.values),
+                name="postbacklog_reason_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(type__in=["", "conversion", "event"]), name="postbacklog_type_valid"
+            ),
+            # An accepted row always links the record it created; a rejected one never does.
+            models.CheckConstraint(
+                condition=(
+                    Q(reason="accepted")
+                    & (Q(conversion__isnull=False) | Q(event_record__isnull=False))
+                )
+                | (~Q(reason="accepted") & Q(conversion__isnull=True, event_record__isnull=True)),
+                name="postbacklog_accepted_links_record",
+            ),
+        ]
+        indexes = [
+            # The log list newest first, and date-range filters.
+            models.Index(fields=["created_at"], name="postbacklog_created"),
+            # "Which postbacks were rejected and why" for a period; outcome charts.
+            models.Index(fields=["reason", "created_at"], name="postbacklog_reason_created"),
+            # Debugging one click's postbacks by transaction_id.
+            models.Index(fields=["transaction_id"], name="postbacklog_transaction_id"),
+            # Log filtered by offer for a period.
+            models.Index(fields=["offer", "created_at"], name="postbacklog_offer_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Postback #{self.pk} {self.reason}"
