@@ -4,7 +4,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from offers import api as offers_api
-from tracking import views as tracking_views
 
 admin.site.site_header = "Clicktrail"
 admin.site.site_title = "Clicktrail"
@@ -19,10 +18,10 @@ router.register(
 )
 
 urlpatterns = [
-    path("click", tracking_views.click, name="click"),
-    path("healthz", tracking_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Last: the public endpoints, including the site root (postbacks may arrive at "/").
+    path("", include("tracking.urls")),
 ]

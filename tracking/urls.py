@@ -1,0 +1,10 @@
+"""The public hit endpoints, mounted at the site root."""
+
+from django.urls import path
+
+from tracking import views
+
+urlpatterns = [
+    path("click", views.click, name="click"),
+    path("healthz", views.healthz, name="healthz"),
+]
