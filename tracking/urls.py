@@ -7,4 +7,7 @@ from tracking import views
 urlpatterns = [
     path("click", views.click, name="click"),
     path("healthz", views.healthz, name="healthz"),
+    path("postback", views.postback, name="postback"),
+    path("postback/", views.postback),
+    path("", views.root, name="root"),
 ]

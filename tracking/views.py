@@ -1,6 +1,7 @@
 """The public hit endpoints: thin function views that parse, call one service, answer."""
 
-from django.db import DatabaseError, connection
+from django.core.exceptions import SuspiciousOperation
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -8,11 +9,14 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from tracking.http import client_ip, header
+from tracking.models import Reason
+from tracking.postback import postback_process, postback_unreadable
 from tracking.services import SUB_FIELDS, ClickRefused, click_record
 
 SUB_VALUE_LIMIT = 255
@@ -71,3 +75,95 @@ def healthz(request: HttpRequest) -> HttpResponse:
     except DatabaseError:
         return JsonResponse({"status": "unavailable", "database": "down"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+POSTBACK_METHODS = ("GET", "POST")
+RETRY_AFTER_SECONDS = 5
+
+
+def _merged_params(request: HttpRequest) -> dict[str, str]:
+    """The query string, then the form body over it (the body wins); a repeated name's last
+    value wins."""
+    params = {name: values[-1] for name, values in request.GET.lists()}
+    if request.method == "POST":
+        params.update({name: values[-1] for name, values in request.POST.lists()})
+    return params
+
+
+def _answer_postback(request: HttpRequest) -> JsonResponse:
+    """Parse the request, run the postback service once, render its outcome as JSON."""
+    if request.method not in POSTBACK_METHODS:
+        response = JsonResponse(
+            {
+                "status": "rejected",
+                "reason": "method_not_allowed",
+                "message": "Send postbacks with GET or POST (form-encoded).",
+            },
+            status=405,
+        )
+        response["Allow"] = ", ".join(POSTBACK_METHODS)
+        return response
+    ip = client_ip(request)
+    user_agent = header(request, "HTTP_USER_AGENT", 512)
+    try:
+        try:
+            params = _merged_params(request)
+        except (SuspiciousOperation, MultiPartParserError) as exc:
+            # Too many fields, a body over the upload limit, a broken multipart body:
+            # still a postback request, so it is answered in JSON and logged.
+            outcome = postback_unreadable(
+                method=request.method,
+                ip=ip,
+                user_agent=user_agent,
+                message=f"The request's parameters could not be read: {exc}"[:500],
+                params={},
+            )
+        else:
+            outcome = postback_process(
+                params=params, method=request.method, ip=ip, user_agent=user_agent
+            )
+    except (OperationalError, InterfaceError):
+        # The database is unreachable (down, restarting, out of connections). Nothing was
+        # recorded; the advertiser's system retries.
+        response = JsonResponse(
+            {
+                "status": "rejected",
+                "reason": Reason.UNAVAILABLE.value,
+                "message": "The tracking database is unavailable; nothing was recorded. "
+                "Retry later.",
+            },
+            status=503,
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return JsonResponse(outcome.body, status=outcome.status_code)
+
+
+@csrf_exempt
+@never_cache
+def postback(request: HttpRequest) -> HttpResponse:
+    """``GET``/``POST /postback``: a conversion or event from an advertiser (SPEC "Postback
+    endpoint"). The rules live in ``tracking.postback``."""
+    return _answer_postback(request)
+
+
+def _carries_postback(request: HttpRequest) -> bool:
+    try:
+        if any(name in request.GET for name in ("transaction_id", "secure")):
+            return True
+        return request.method == "POST" and any(
+            name in request.POST for name in ("transaction_id", "secure")
+        )
+    except (SuspiciousOperation, MultiPartParserError):
+        # An unreadable request to the root is no visit to the admin: answer it as a postback.
+        return True
+
+
+@csrf_exempt
+@never_cache
+def root(request: HttpRequest) -> HttpResponse:
+    """The site root: a postback when it carries ``transaction_id`` or ``secure`` (the form
+    ``https://track.example.com/?secure=…&transaction_id=…``), else the way to the admin."""
+    if _carries_postback(request):
+        return _answer_postback(request)
+    return HttpResponseRedirect("/admin/")
