@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from offers import api as offers_api
+from tracking.reports import ReportView
 
 admin.site.site_header = "Clicktrail"
 admin.site.site_title = "Clicktrail"
@@ -19,6 +20,7 @@ router.register(
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/reports/", ReportView.as_view(), name="reports"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
