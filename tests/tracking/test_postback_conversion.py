@@ -91,7 +91,7 @@ def test_post_body_wins_over_the_query_string(client):
     click = ClickFactory()
 
     response = client.post(
-        f"/postback?secure=wrong&transaction_id=nope&adv_sub=query&currency=usd",
+        "/postback?secure=wrong&transaction_id=nope&adv_sub=query&currency=usd",
         conversion_params(click, adv_sub="body"),
     )
 

@@ -163,9 +163,8 @@ def test_a_malformed_parameter_is_reported_before_an_invalid_token(client):
 
 def test_empty_optional_parameters_count_as_absent(client):
     click = ClickFactory(offer=OfferFactory(currency="EUR"))
-    empties = {
-        name: "" for name in ("event_id", "event_name", "offer_id", "amount", "currency", "adv_sub")
-    }
+    optional = ("event_id", "event_name", "offer_id", "amount", "currency", "adv_sub")
+    empties = dict.fromkeys(optional, "")
 
     response = client.get("/postback", valid_params(click, **empties))
 
