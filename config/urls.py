@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from offers import api as offers_api
+from tracking import admin_views
 from tracking.reports import ReportView
 
 admin.site.site_header = "Clicktrail"
@@ -19,6 +20,17 @@ router.register(
 )
 
 urlpatterns = [
+    # The offer page's Test postback tab (JSON); before admin/ so the admin does not claim them.
+    path(
+        "admin/tracking/test-postback/<int:offer_id>/click/",
+        admin_views.test_click_view,
+        name="tracking-test-click",
+    ),
+    path(
+        "admin/tracking/test-postback/<int:offer_id>/send/",
+        admin_views.test_postback_view,
+        name="tracking-test-postback",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/reports/", ReportView.as_view(), name="reports"),
     path("api/v1/", include(router.urls)),

@@ -1,4 +1,5 @@
 import pytest
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -31,3 +32,25 @@ def analyst_client(db) -> APIClient:  # noqa: ANN001
 @pytest.fixture
 def superuser_client(db) -> APIClient:  # noqa: ANN001
     return token_client(UserFactory(is_superuser=True))
+
+
+def admin_client_for(user) -> Client:  # noqa: ANN001
+    """A browser-like client logged in to the admin the real way (username and password)."""
+    client = Client()
+    assert client.login(username=user.username, password="correct-horse-battery")
+    return client
+
+
+@pytest.fixture
+def manager_admin(db) -> Client:  # noqa: ANN001
+    return admin_client_for(account_manager())
+
+
+@pytest.fixture
+def analyst_admin(db) -> Client:  # noqa: ANN001
+    return admin_client_for(analyst())
+
+
+@pytest.fixture
+def superuser_admin(db) -> Client:  # noqa: ANN001
+    return admin_client_for(UserFactory(is_superuser=True))
