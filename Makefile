@@ -57,5 +57,6 @@ format: install-dev
 migrations-check: install-dev
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 
+# The tracking path under load (gunicorn, production settings, PostgreSQL, wrk).
 bench: install-dev
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.postbacks $(BENCH_ARGS)

@@ -1,0 +1,436 @@
+"""``make bench``: the tracking path under load, in the production configuration.
+
+Starts gunicorn with ``config/gunicorn.py`` and production settings (``DEBUG=False``) on a
+PostgreSQL database holding at least ``--clicks`` clicks (1M by default, loaded once with
+COPY and reused), drives it with ``wrk`` (installed from Debian's packages when missing) at
+``/healthz``, ``/click``, accepted event postbacks, accepted conversions and rejected
+postbacks, and prints req/s, p50 and p99 of each, with its ratio to ``/healthz`` measured in
+the same run. After each postback run it checks the database: exactly as many records as
+``200`` answers. Results go to ``bench/results/`` and, with ``--write-docs``, into
+docs/benchmarks.md between its ``postbacks`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+LUA = ROOT / "bench" / "lua" / "pool.lua"
+DOCS = ROOT / "docs" / "benchmarks.md"
+MARK_START, MARK_END = "<!-- postbacks:start -->", "<!-- postbacks:end -->"
+
+
+@dataclass
+class Result:
+    name: str
+    path: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[str, int]
+    ratio_to_healthz: float = 0.0
+    check: str = ""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=1_000_000, help="clicks in the database")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--database", default="clicktrail_bench_postbacks")
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=None, help="gunicorn threads")
+    parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    return parser.parse_args()
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk:
+        return wrk
+    print("wrk is missing; installing Debian's wrk package", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    return shutil.which("wrk") or sys.exit("could not install wrk")
+
+
+def setup_django(database: str) -> dict[str, str]:
+    """Point this process (and the server it starts) at the bench database, production-style."""
+    env = {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DEBUG": "False",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "False",
+        "TRACKING_BASE_URL": "http://127.0.0.1",
+    }
+    os.environ.update(env)
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
+            c.execute(f'CREATE DATABASE "{database}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return env
+
+
+def prepare(clicks: int) -> dict[str, object]:
+    """Definitions, ``clicks`` clicks (COPY), and 10% of them converted."""
+    from decimal import Decimal
+
+    from django.db import connection
+
+    from offers.models import Advertiser, Event, Offer, Publisher
+    from offers.services import advertiser_create, event_create
+    from tracking.services import generate_transaction_id
+
+    advertiser = Advertiser.objects.filter(name="Bench advertiser").first()
+    if advertiser is None:
+        advertiser = advertiser_create(name="Bench advertiser")
+    publisher, _ = Publisher.objects.get_or_create(name="Bench publisher")
+    offer, _ = Offer.objects.get_or_create(
+        name="Bench offer",
+        advertiser=advertiser,
+        defaults={
+            "destination_url": "https://shop.example.com/?t={transaction_id}&p={aff_id}",
+            "revenue_value": Decimal("2.00"),
+            "payout_value": Decimal("1.00"),
+        },
+    )
+    purchase = Event.objects.filter(offer=offer, name="purchase").first() or event_create(
+        offer=offer,
+        name="purchase",
+        revenue_type="CPS",
+        revenue_value=Decimal("10"),
+        payout_type="CPS",
+        payout_value=Decimal("5"),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM tracking_click")
+        have = cursor.fetchone()[0]
+        if have < clicks:
+            missing = clicks - have
+            print(f"Loading {missing:,} clicks with COPY …", flush=True)
+            started = time.monotonic()
+            columns = (
+                "transaction_id, offer_id, publisher_id, aff_sub, aff_sub2, aff_sub3, "
+                "aff_sub4, aff_sub5, source, user_agent, referrer, is_test, created_at"
+            )
+            with cursor.cursor.copy(f"COPY tracking_click ({columns}) FROM STDIN") as copy:
+                for n in range(missing):
+                    copy.write_row(
+                        (
+                            generate_transaction_id(),
+                            offer.pk,
+                            publisher.pk,
+                            "bench",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "",
+                            "wrk",
+                            "",
+                            False,
+                            "2026-01-01T00:00:00Z",
+                        )
+                    )
+                    if n and n % 250_000 == 0:
+                        print(f"  {n:,}", flush=True)
+            print(f"  done in {time.monotonic() - started:.0f}s", flush=True)
+        cursor.execute("SELECT count(*) FROM tracking_conversion")
+        if cursor.fetchone()[0] < clicks // 10:
+            cursor.execute(
+                """
+                INSERT INTO tracking_conversion
+                    (click_id, offer_id, publisher_id, revenue, payout, currency, adv_sub,
+                     adv_sub2, adv_sub3, adv_sub4, adv_sub5, created_at)
+                SELECT c.id, c.offer_id, c.publisher_id, 2.00, 1.00, 'USD', '', '', '', '', '',
+                       now()
+                FROM tracking_click c
+                WHERE NOT EXISTS (SELECT 1 FROM tracking_conversion v WHERE v.click_id = c.id)
+                LIMIT %s
+                """,
+                [clicks // 10],
+            )
+        cursor.execute("ANALYZE")
+    return {"advertiser": advertiser, "publisher": publisher, "offer": offer, "purchase": purchase}
+
+
+def pool(sql: str, size: int) -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [size])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def write_paths(name: str, paths: list[str]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / f"{name}.paths"
+    target.write_text("\n".join(paths) + "\n")
+    return target
+
+
+def scenarios(defs: dict[str, object], size: int) -> list[tuple[str, str, Path, str]]:
+    """(name, description, file of paths, what to check afterwards) for each run."""
+    from tracking.services import generate_transaction_id
+
+    token = defs["advertiser"].postback_token
+    offer, publisher, purchase = defs["offer"], defs["publisher"], defs["purchase"]
+    fresh = pool(
+        """SELECT c.transaction_id FROM tracking_click c
+           WHERE NOT EXISTS (SELECT 1 FROM tracking_conversion v WHERE v.click_id = c.id)
+           LIMIT %s""",
+        size,
+    )
+    converted_without_event = pool(
+        f"""SELECT c.transaction_id FROM tracking_click c
+            JOIN tracking_conversion v ON v.click_id = c.id
+            WHERE NOT EXISTS (SELECT 1 FROM tracking_eventrecord r
+                              WHERE r.click_id = c.id AND r.event_id = {purchase.pk})
+            LIMIT %s""",
+        size,
+    )
+    converted = pool(
+        "SELECT c.transaction_id FROM tracking_click c "
+        "JOIN tracking_conversion v ON v.click_id = c.id LIMIT %s",
+        size,
+    )
+    base = f"/postback?secure={token}&transaction_id="
+    return [
+        ("healthz", "GET /healthz (one SELECT 1)", write_paths("healthz", ["/healthz"]), ""),
+        (
+            "click",
+            "GET /click → 302",
+            write_paths("click", [f"/click?offer_id={offer.pk}&aff_id={publisher.pk}&aff_sub=wrk"]),
+            "clicks",
+        ),
+        (
+            "event",
+            "accepted event postback (CPS, record + log row)",
+            write_paths(
+                "event",
+                [
+                    f"{base}{t}&event_id={purchase.pk}&amount=19.99&adv_sub=o{n}"
+                    for n, t in enumerate(converted_without_event)
+                ],
+            ),
+            "eventrecords",
+        ),
+        (
+            "conversion",
+            "accepted conversion postback (record + log row)",
+            write_paths("conversion", [f"{base}{t}&offer_id={offer.pk}" for t in fresh]),
+            "conversions",
+        ),
+        (
+            "duplicate",
+            "rejected: duplicate conversion (409)",
+            write_paths("duplicate", [f"{base}{t}" for t in converted]),
+            "",
+        ),
+        (
+            "unknown",
+            "rejected: unknown transaction_id (404)",
+            write_paths(
+                "unknown", [f"{base}{generate_transaction_id()}" for _ in range(min(size, 20_000))]
+            ),
+            "",
+        ),
+    ]
+
+
+def count(table: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
+        return cursor.fetchone()[0]
+
+
+def start_server(env: dict[str, str], port: int, workers: int | None, threads: int | None):
+    server_env = {**os.environ, **env}
+    if workers:
+        server_env["GUNICORN_WORKERS"] = str(workers)
+    if threads:
+        server_env["GUNICORN_THREADS"] = str(threads)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "config/gunicorn.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "config.wsgi",
+        ],
+        cwd=ROOT,
+        env=server_env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(RESULTS / "gunicorn.log", "w"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.3)
+    process.terminate()
+    sys.exit(f"gunicorn did not come up; see {RESULTS / 'gunicorn.log'}")
+
+
+def run_wrk(wrk: str, args: argparse.Namespace, paths: Path, duration: int) -> dict:
+    command = [
+        wrk,
+        f"-t{args.wrk_threads}",
+        f"-c{args.connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{args.port}",
+        "--",
+        str(paths),
+        str(args.wrk_threads),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50, p99 = map(float, re.search(r"LATENCY p50=([\d.]+) p99=([\d.]+)", output).groups())
+    statuses = {
+        k: int(v)
+        for k, v in re.findall(r"(\w+)=(\d+)", output.split("STATUSES", 1)[1].split("\n")[0])
+    }
+    return {"rps": rps, "p50": p50, "p99": p99, "statuses": statuses, "raw": output}
+
+
+def table(results: list[Result], header: str) -> str:
+    out = io.StringIO()
+    out.write(header + "\n\n")
+    out.write("| path | req/s | p50 ms | p99 ms | × /healthz | answers | check |\n")
+    out.write("| --- | ---: | ---: | ---: | ---: | --- | --- |\n")
+    for r in results:
+        answers = ", ".join(f"{k}: {v}" for k, v in r.statuses.items() if v)
+        out.write(
+            f"| {r.path} | {r.requests_per_second:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+            f"{r.ratio_to_healthz:.2f} | {answers} | {r.check} |\n"
+        )
+    return out.getvalue()
+
+
+def main() -> None:
+    args = parse_args()
+    wrk = ensure_wrk()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    env = setup_django(args.database)
+    defs = prepare(args.clicks)
+    runs = scenarios(defs, size=max(50_000, args.duration * 4_000))
+    if args.only:
+        wanted = set(args.only.split(","))
+        runs = [run for run in runs if run[0] in wanted or run[0] == "healthz"]
+    server = start_server(env, args.port, args.workers, args.threads)
+    results: list[Result] = []
+    try:
+        # Warm every worker's connection and caches before measuring.
+        run_wrk(wrk, args, runs[0][2], 2)
+        for name, description, paths, check in runs:
+            tables = {
+                "clicks": "tracking_click",
+                "conversions": "tracking_conversion",
+                "eventrecords": "tracking_eventrecord",
+            }
+            before = count(tables[check]) if check else 0
+            logs_before = count("tracking_postbacklog")
+            measured = run_wrk(wrk, args, paths, args.duration)
+            result = Result(
+                name,
+                description,
+                measured["rps"],
+                measured["p50"],
+                measured["p99"],
+                measured["statuses"],
+            )
+            # Requests still in flight when wrk stops are answered by the server but not
+            # counted by wrk: at most one per connection.
+            time.sleep(1)
+            in_flight = args.connections
+            if check:
+                created = count(tables[check]) - before
+                expected = measured["statuses"]["200"] + measured["statuses"]["3xx"]
+                ok = 0 <= created - expected <= in_flight
+                result.check = f"{created} rows for {expected} answers" + (" ✓" if ok else " ✗")
+            if name not in ("healthz", "click"):
+                logged = count("tracking_postbacklog") - logs_before
+                total = sum(v for k, v in measured["statuses"].items() if k != "errors")
+                ok = 0 <= logged - total <= in_flight
+                result.check += f"{'; ' if result.check else ''}{logged} log rows" + (
+                    " ✓" if ok else " ✗"
+                )
+            results.append(result)
+            print(
+                f"{name:>10}: {result.requests_per_second:8,.0f} req/s  p50 "
+                f"{result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  {result.statuses}",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    healthz = results[0].requests_per_second
+    for result in results:
+        result.ratio_to_healthz = result.requests_per_second / healthz
+    header = (
+        f"`make bench` on {os.cpu_count()} cores, {count('tracking_click'):,} clicks, "
+        f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, gunicorn "
+        f"{os.environ.get('GUNICORN_WORKERS') or args.workers or 'default'} workers "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+    )
+    report = table(results, header)
+    print("\n" + report)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (RESULTS / f"postbacks-{stamp}.json").write_text(
+        json.dumps([asdict(r) for r in results], indent=2)
+    )
+    if args.write_docs:
+        text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+        block = f"{MARK_START}\n{report}{MARK_END}"
+        if MARK_START in text:
+            text = re.sub(f"{MARK_START}.*?{MARK_END}", lambda _: block, text, flags=re.S)
+        else:
+            text += f"\n{block}\n"
+        DOCS.write_text(text)
+        print(f"Wrote the table into {DOCS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
