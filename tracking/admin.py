@@ -1,5 +1,536 @@
+"""Read-only admin lists of what was recorded, with totals, CSV export and the reports page.
+
+These tables hold millions of rows, so every list: filters on indexed columns only (no
+DISTINCT-based filters, no facet counts, no date hierarchy), searches by exact match (an
+index lookup, not ``LIKE '%…%'``), counts at most ``LIST_COUNT_CAP`` rows for pagination,
+and shows the last 30 days unless another period is chosen.
+"""
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from rest_framework.exceptions import ValidationError
 
-from tracking.models import Click, Conversion, EventRecord, PostbackLog
+from offers.models import Offer
+from tracking.csv_export import csv_response
+from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
+from tracking.reports import MomentField, ReportFilterSet, period_of
+from tracking.selectors import (
+    Period,
+    count_by,
+    days_between,
+    money_totals,
+    postback_outcomes,
+    report_rows,
+)
 
-admin.site.register([Click, Conversion, EventRecord, PostbackLog])
+LIST_COUNT_CAP = 10_000
+DEFAULT_DAYS = 30
+REPORT_MAX_DAYS = 366
+
+
+class CappedPaginator(Paginator):
+    """Counts at most ``LIST_COUNT_CAP`` + 1 rows: a page view never counts a whole table.
+
+    Past the cap the list offers the first pages only; the totals above the list still
+    give the exact count, and a narrower filter reaches any row.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: LIST_COUNT_CAP + 1].count()
+
+
+class PeriodFilter(admin.ListFilter):
+    """``since``/``until`` (ISO dates, whole days in TIME_ZONE, ``until`` inclusive).
+
+    With neither given the list shows the last 30 days; ``period=all`` shows everything.
+    """
+
+    title = "period"
+    template = "admin/tracking/period_filter.html"
+    parameters = ("since", "until", "period")
+
+    def __init__(self, request: HttpRequest, params: dict, model: Any, model_admin: Any) -> None:
+        super().__init__(request, params, model, model_admin)
+        for name in self.parameters:
+            if name in params:
+                self.used_parameters[name] = params.pop(name)[-1]
+        field = MomentField(required=False)
+        try:
+            self.since = field.clean(self.used_parameters.get("since"))
+            self.until = field.clean(self.used_parameters.get("until"))
+        except Exception as exc:  # a forms.ValidationError: the admin shows "?e=1"
+            raise IncorrectLookupParameters(exc) from exc
+        self.everything = self.used_parameters.get("period") == "all"
+        self.defaulted = not (self.everything or self.since or self.until)
+        if self.defaulted:
+            today = timezone.localdate()
+            self.since, self.until = today - timedelta(days=DEFAULT_DAYS - 1), today
+
+    def period(self) -> Period:
+        if self.everything:
+            return Period()
+        return period_of(self.since, self.until)
+
+    def has_output(self) -> bool:
+        return True
+
+    def expected_parameters(self) -> list[str]:
+        return list(self.parameters)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return self.period().apply(queryset)
+
+    def choices(self, changelist: Any) -> list[dict[str, Any]]:
+        today = timezone.localdate()
+        first_of_month = today.replace(day=1)
+        last_month_end = first_of_month - timedelta(days=1)
+        presets = [
+            ("Today", today, today),
+            ("Last 7 days", today - timedelta(days=6), today),
+            (f"Last {DEFAULT_DAYS} days", today - timedelta(days=DEFAULT_DAYS - 1), today),
+            ("This month", first_of_month, today),
+            ("Last month", last_month_end.replace(day=1), last_month_end),
+        ]
+        choices = []
+        for label, since, until in presets:
+            choices.append(
+                {
+                    "selected": not self.everything and (self.since, self.until) == (since, until),
+                    "query_string": changelist.get_query_string(
+                        {"since": since.isoformat(), "until": until.isoformat()}, ["period"]
+                    ),
+                    "display": label,
+                }
+            )
+        choices.append(
+            {
+                "selected": self.everything,
+                "query_string": changelist.get_query_string({"period": "all"}, ["since", "until"]),
+                "display": "All time",
+            }
+        )
+        self.form = self.form_context(changelist)  # rendered under the choices
+        return choices
+
+    def form_context(self, changelist: Any) -> dict[str, Any]:
+        """The custom range form keeps every other filter as a hidden field."""
+        kept = [
+            (name, value)
+            for name, values in changelist.filter_params.items()
+            if name not in self.parameters
+            for value in values
+        ]
+        as_date = [v.date() if isinstance(v, datetime) else v for v in (self.since, self.until)]
+        return {"kept": kept, "since": as_date[0], "until": as_date[1]}
+
+
+class RecordAdmin(admin.ModelAdmin):
+    """What all recorded-row lists share: read-only, totals, CSV export, fast on big tables."""
+
+    paginator = CappedPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 100
+    change_list_template = "admin/tracking/change_list.html"
+    #: Exact-match search: these are the fields a search term is compared with.
+    search_fields = ["transaction_id"]
+    search_help_text = "Exact transaction_id or adv_sub."
+    #: (CSV header, ``values_list`` path) of each exported column.
+    csv_columns: list[tuple[str, str]] = []
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # nobody edits a recorded row by hand, superusers included
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(self.search_condition(term)), False
+
+    def search_condition(self, term: str) -> Q:
+        """Exact matches on indexed columns; a click's ID is looked up first (one index probe)
+        so the list filters on its own ``click_id`` index instead of joining the click table."""
+        click_id = Click.objects.filter(transaction_id=term).values_list("id", flat=True).first()
+        return Q(click_id=click_id) | Q(adv_sub=term)
+
+    def totals(self, queryset: QuerySet) -> dict[str, Any]:
+        return {"money": list(money_totals(queryset))}
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            changelist = context["cl"]
+            context["totals"] = self.totals(changelist.queryset)
+            context["export_url"] = (
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_export")
+                + changelist.get_query_string()
+            )
+            context["reports_url"] = reverse("admin:tracking_reports")
+            context["count_cap"] = LIST_COUNT_CAP
+        return response
+
+    def get_urls(self) -> list:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_view),
+                name="{}_{}_export".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        """What the list shows (same filters, search and period), as CSV, streamed."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters as exc:
+            raise PermissionDenied("Invalid filter.") from exc
+        header = [name for name, _ in self.csv_columns]
+        fields = [field for _, field in self.csv_columns]
+        # iterator(): a server-side cursor on PostgreSQL, so memory stays flat for any size.
+        rows = changelist.queryset.values_list(*fields).iterator(chunk_size=5000)
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+        return csv_response(
+            filename=f"{self.opts.model_name}s-{stamp}.csv", header=header, rows=rows
+        )
+
+
+def _money_columns() -> list[tuple[str, str]]:
+    return [("revenue", "revenue"), ("payout", "payout"), ("currency", "currency")]
+
+
+@admin.register(Click)
+class ClickAdmin(RecordAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "transaction_id",
+        "offer",
+        "publisher",
+        "aff_sub",
+        "source",
+        "ip",
+        "is_test",
+    ]
+    list_display_links = ["id", "transaction_id"]
+    list_filter = [PeriodFilter, "offer", "offer__advertiser", "publisher", "is_test"]
+    list_select_related = ["offer", "publisher"]
+    search_help_text = "Exact transaction_id."
+    csv_columns = [
+        ("id", "id"),
+        ("created_at", "created_at"),
+        ("transaction_id", "transaction_id"),
+        ("offer_id", "offer_id"),
+        ("offer", "offer__name"),
+        ("publisher_id", "publisher_id"),
+        ("publisher", "publisher__name"),
+        ("aff_sub", "aff_sub"),
+        ("aff_sub2", "aff_sub2"),
+        ("aff_sub3", "aff_sub3"),
+        ("aff_sub4", "aff_sub4"),
+        ("aff_sub5", "aff_sub5"),
+        ("source", "source"),
+        ("ip", "ip"),
+        ("user_agent", "user_agent"),
+        ("referrer", "referrer"),
+        ("is_test", "is_test"),
+    ]
+
+    def search_condition(self, term: str) -> Q:
+        return Q(transaction_id=term)
+
+    def totals(self, queryset: QuerySet) -> dict[str, Any]:
+        return {"count": queryset.order_by().count()}
+
+
+class MoneyRecordAdmin(RecordAdmin):
+    @admin.display(description="transaction ID", ordering="click__transaction_id")
+    def transaction_id(self, record: Conversion | EventRecord) -> str:
+        return record.click.transaction_id
+
+    @admin.display(description="profit")
+    def profit_display(self, record: Conversion | EventRecord) -> str:
+        return format_html(
+            '<span class="{}">{}</span>',
+            "ct-negative" if record.profit < Decimal("0") else "ct-profit",
+            record.profit,
+        )
+
+
+@admin.register(Conversion)
+class ConversionAdmin(MoneyRecordAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "transaction_id",
+        "offer",
+        "publisher",
+        "revenue",
+        "payout",
+        "profit_display",
+        "currency",
+        "adv_sub",
+    ]
+    list_filter = [PeriodFilter, "offer", "offer__advertiser", "publisher"]
+    list_select_related = ["click", "offer", "publisher"]
+    csv_columns = [
+        ("id", "id"),
+        ("created_at", "created_at"),
+        ("transaction_id", "click__transaction_id"),
+        ("offer_id", "offer_id"),
+        ("offer", "offer__name"),
+        ("advertiser", "offer__advertiser__name"),
+        ("publisher_id", "publisher_id"),
+        ("publisher", "publisher__name"),
+        *_money_columns(),
+        ("amount", "amount"),
+        ("adv_sub", "adv_sub"),
+        ("adv_sub2", "adv_sub2"),
+        ("adv_sub3", "adv_sub3"),
+        ("adv_sub4", "adv_sub4"),
+        ("adv_sub5", "adv_sub5"),
+    ]
+
+
+@admin.register(EventRecord)
+class EventRecordAdmin(MoneyRecordAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "transaction_id",
+        "offer",
+        "event",
+        "publisher",
+        "revenue",
+        "payout",
+        "profit_display",
+        "currency",
+        "amount",
+        "adv_sub",
+    ]
+    list_filter = [PeriodFilter, "offer", "offer__advertiser", "publisher", "event"]
+    list_select_related = ["click", "offer", "publisher", "event"]
+    csv_columns = [
+        ("id", "id"),
+        ("created_at", "created_at"),
+        ("transaction_id", "click__transaction_id"),
+        ("offer_id", "offer_id"),
+        ("offer", "offer__name"),
+        ("advertiser", "offer__advertiser__name"),
+        ("event_id", "event_id"),
+        ("event", "event__name"),
+        ("publisher_id", "publisher_id"),
+        ("publisher", "publisher__name"),
+        ("conversion_id", "conversion_id"),
+        *_money_columns(),
+        ("amount", "amount"),
+        ("adv_sub", "adv_sub"),
+        ("adv_sub2", "adv_sub2"),
+        ("adv_sub3", "adv_sub3"),
+        ("adv_sub4", "adv_sub4"),
+        ("adv_sub5", "adv_sub5"),
+    ]
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "reports/",
+                self.admin_site.admin_view(self.reports_view),
+                name="tracking_reports",
+            ),
+            *super().get_urls(),
+        ]
+
+    def reports_view(self, request: HttpRequest) -> HttpResponse:
+        """Charts and tables per day for a period and offer: money, counts, postback outcomes."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        today = timezone.localdate()
+        data = request.GET.copy()
+        data.setdefault("since", (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat())
+        data.setdefault("until", today.isoformat())
+        data.pop("group_by", None)
+        filterset = ReportFilterSet(data, queryset=EventRecord.objects.none())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reports",
+            "time_zone": settings.TIME_ZONE,
+            "opts": self.opts,
+            "offers": Offer.objects.select_related("advertiser").order_by("name"),
+            "form_data": data,
+            "errors": {},
+        }
+        try:
+            report = filterset.clean_report()
+            first, last = _report_days(report["period"])
+            if (last - first).days >= REPORT_MAX_DAYS:
+                raise ValidationError({"until": [f"Choose at most {REPORT_MAX_DAYS} days."]})
+        except ValidationError as exc:
+            context["errors"] = exc.detail
+            return TemplateResponse(request, "admin/tracking/reports.html", context, status=400)
+        context.update(
+            _report_context(report["period"], report["offer"], days=days_between(first, last))
+        )
+        return TemplateResponse(request, "admin/tracking/reports.html", context)
+
+
+def _report_days(period: Period) -> tuple[date, date]:
+    """The first and last local day the (bounded) period touches."""
+    zone = timezone.get_default_timezone()
+    first = timezone.localtime(period.start, zone).date()
+    last = timezone.localtime(period.end - timedelta(microseconds=1), zone).date()
+    return first, last
+
+
+def _report_context(period: Period, offer: int | None, *, days: list[date]) -> dict[str, Any]:
+    rows = report_rows(group_by=["day"], period=period, offer=offer)
+    index = {day: i for i, day in enumerate(days)}
+    conversions, events = [0] * len(days), [0] * len(days)
+    money: dict[str, dict[str, list[str]]] = {}
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        i = index.get(row["day"])
+        if i is None:
+            continue
+        conversions[i] += row["conversions"]
+        events[i] += row["events"]
+        series = money.setdefault(
+            row["currency"], {key: ["0.00"] * len(days) for key in ("revenue", "payout", "profit")}
+        )
+        total = totals.setdefault(
+            row["currency"],
+            {
+                "currency": row["currency"],
+                "conversions": 0,
+                "events": 0,
+                "revenue": Decimal("0.00"),
+                "payout": Decimal("0.00"),
+                "profit": Decimal("0.00"),
+            },
+        )
+        for key in ("revenue", "payout", "profit"):
+            series[key][i] = str(row[key])
+            total[key] += row[key]
+        total["conversions"] += row["conversions"]
+        total["events"] += row["events"]
+    outcomes: dict[str, list[int]] = {}
+    reason_totals: dict[str, int] = {}
+    for item in postback_outcomes(period=period, offer=offer):
+        i = index.get(item["day"])
+        if i is None:
+            continue
+        outcomes.setdefault(item["reason"], [0] * len(days))[i] += item["count"]
+        reason_totals[item["reason"]] = reason_totals.get(item["reason"], 0) + item["count"]
+    labels = dict(Reason.choices)
+    chart = {
+        "days": [day.isoformat() for day in days],
+        "conversions": conversions,
+        "events": events,
+        "money": money,
+        "outcomes": outcomes,
+    }
+    all_postbacks = sum(reason_totals.values())
+    return {
+        "chart": chart,
+        "count_rows": [
+            {"day": day, "conversions": conversions[i], "events": events[i]}
+            for i, day in enumerate(days)
+        ],
+        "currencies": [
+            {
+                "currency": currency,
+                "rows": [row for row in rows if row["currency"] == currency],
+                "total": totals[currency],
+            }
+            for currency in sorted(totals)
+        ],
+        "reasons": [
+            {
+                "reason": reason,
+                "label": labels.get(reason, reason),
+                "count": count,
+                "share": f"{100 * count / all_postbacks:.1f}",
+            }
+            for reason, count in sorted(reason_totals.items(), key=lambda kv: -kv[1])
+        ],
+        "all_postbacks": all_postbacks,
+    }
+
+
+@admin.register(PostbackLog)
+class PostbackLogAdmin(RecordAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "method",
+        "reason_display",
+        "status_code",
+        "type",
+        "transaction_id",
+        "offer",
+        "event",
+        "ip",
+    ]
+    list_filter = [PeriodFilter, "reason", "type", "offer", "advertiser", "event"]
+    list_select_related = ["offer", "event"]
+    csv_columns = [
+        ("id", "id"),
+        ("created_at", "created_at"),
+        ("method", "method"),
+        ("status_code", "status_code"),
+        ("reason", "reason"),
+        ("message", "message"),
+        ("type", "type"),
+        ("transaction_id", "transaction_id"),
+        ("advertiser_id", "advertiser_id"),
+        ("offer_id", "offer_id"),
+        ("event_id", "event_id"),
+        ("click_id", "click_id"),
+        ("conversion_id", "conversion_id"),
+        ("event_record_id", "event_record_id"),
+        ("ip", "ip"),
+        ("user_agent", "user_agent"),
+        ("params", "params"),
+    ]
+
+    @admin.display(description="reason", ordering="reason")
+    def reason_display(self, log: PostbackLog) -> str:
+        return format_html(
+            '<span class="ct-reason ct-reason-{}">{}</span>',
+            "accepted" if log.reason == Reason.ACCEPTED else "rejected",
+            log.reason,
+        )
+
+    def search_condition(self, term: str) -> Q:
+        return Q(transaction_id=term) | Q(params__adv_sub=term)
+
+    def totals(self, queryset: QuerySet) -> dict[str, Any]:
+        reasons = list(count_by(queryset, "reason"))
+        return {"count": sum(r["count"] for r in reasons), "reasons": reasons}

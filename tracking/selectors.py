@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -52,7 +52,7 @@ def money_totals(queryset: QuerySet) -> QuerySet:
             count=Count("*"),
             revenue=Sum("revenue"),
             payout=Sum("payout"),
-            profit=Sum("revenue") - Sum("payout"),
+            profit=F("revenue") - F("payout"),  # the two sums above
         )
         .order_by("currency")
     )
