@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from offers import api as offers_api
 from tracking import admin_views
+from tracking import api as tracking_api
 from tracking.reports import ReportView
 
 admin.site.site_header = "Clicktrail"
@@ -18,6 +19,9 @@ router.register("offers", offers_api.OfferViewSet, basename="offer")
 router.register(
     r"offers/(?P<offer_pk>[0-9]+)/events", offers_api.EventViewSet, basename="offer-event"
 )
+router.register("conversions", tracking_api.ConversionViewSet, basename="conversion")
+router.register("event-records", tracking_api.EventRecordViewSet, basename="event-record")
+router.register("postbacks", tracking_api.PostbackLogViewSet, basename="postback-log")
 
 urlpatterns = [
     # The offer page's Test postback tab (JSON); before admin/ so the admin does not claim them.

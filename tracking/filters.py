@@ -1,0 +1,136 @@
+"""Filters of the read API for what was recorded (SPEC "REST API").
+
+``since``/``until`` take an ISO date or date-time. A date means the whole day in
+``TIME_ZONE`` (``until`` inclusive: ``until=2026-11-23`` keeps everything of the 23rd); a
+date-time is taken as is (naive ones in ``TIME_ZONE``). A malformed value is a ``400`` with
+a message under the field's name, as for every filter here.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from tracking.models import Conversion, EventRecord, PostbackLog, Reason
+
+# The ID columns filtered here are at most 64-bit; a bigger number names nothing and SQLite
+# would overflow on it, so the form refuses it with a message instead.
+MAX_ID = 2**63 - 1
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A positive whole number (the ``NumberFilter`` default would take ``1.5``)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
+class DateOrDateTimeField(forms.Field):
+    """An ISO date (``2026-11-23``) or date-time (``2026-11-23T14:30:00+01:00``)."""
+
+    default_error_messages = {
+        "invalid": "Enter an ISO date (2026-11-23) or date-time (2026-11-23T14:30:00Z).",
+        "range": "This date is out of range.",
+    }
+
+    def to_python(self, value: str | None) -> date | datetime | None:
+        if value in self.empty_values:
+            return None
+        value = str(value).strip()
+        try:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            parsed = parse_datetime(value)
+        except ValueError as exc:  # well-formed but impossible, e.g. 2026-02-30
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from exc
+        if parsed is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        if timezone.is_naive(parsed):
+            parsed = timezone.make_aware(parsed)
+        try:
+            parsed.astimezone(UTC)  # what the database adapters do; year 1 or 9999 may overflow
+        except OverflowError as exc:
+            raise forms.ValidationError(self.error_messages["range"], code="range") from exc
+        return parsed
+
+
+def _start_of_day(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+class SinceFilter(django_filters.Filter):
+    """From this moment, or from the start of this day in ``TIME_ZONE``."""
+
+    field_class = DateOrDateTimeField
+
+    def filter(self, qs: QuerySet, value: date | datetime | None) -> QuerySet:
+        if value is None:
+            return qs
+        if not isinstance(value, datetime):
+            value = _start_of_day(value)
+        return qs.filter(**{f"{self.field_name}__gte": value})
+
+
+class UntilFilter(django_filters.Filter):
+    """Up to this moment, or to the end of this day in ``TIME_ZONE`` (inclusive)."""
+
+    field_class = DateOrDateTimeField
+
+    def filter(self, qs: QuerySet, value: date | datetime | None) -> QuerySet:
+        if value is None:
+            return qs
+        if isinstance(value, datetime):
+            return qs.filter(**{f"{self.field_name}__lte": value})
+        if value == date.max:
+            return qs
+        return qs.filter(**{f"{self.field_name}__lt": _start_of_day(value + timedelta(days=1))})
+
+
+class ConversionFilter(django_filters.FilterSet):
+    offer = IdFilter(field_name="offer_id", help_text="Offer ID.")
+    advertiser = IdFilter(field_name="offer__advertiser_id", help_text="Advertiser ID.")
+    publisher = IdFilter(field_name="publisher_id", help_text="Publisher ID.")
+    transaction_id = django_filters.CharFilter(
+        field_name="click__transaction_id", help_text="The click's transaction_id (exact)."
+    )
+    adv_sub = django_filters.CharFilter(help_text="The advertiser's reference (exact).")
+    since = SinceFilter(field_name="created_at", help_text="ISO date or date-time, inclusive.")
+    until = UntilFilter(
+        field_name="created_at",
+        help_text="ISO date (the whole day, inclusive) or date-time (inclusive).",
+    )
+
+    class Meta:
+        model = Conversion
+        fields = ["offer", "advertiser", "publisher", "transaction_id", "adv_sub", "since", "until"]
+
+
+class EventRecordFilter(ConversionFilter):
+    event = IdFilter(field_name="event_id", help_text="Event ID.")
+
+    class Meta:
+        model = EventRecord
+        fields = [*ConversionFilter.Meta.fields, "event"]
+
+
+class PostbackLogFilter(django_filters.FilterSet):
+    reason = django_filters.ChoiceFilter(choices=Reason.choices, help_text="The outcome.")
+    transaction_id = django_filters.CharFilter(help_text="As received (exact).")
+    offer = IdFilter(field_name="offer_id", help_text="Offer ID (where the postback got that far).")
+    advertiser = IdFilter(field_name="advertiser_id", help_text="Advertiser of the token.")
+    since = SinceFilter(field_name="created_at", help_text="ISO date or date-time, inclusive.")
+    until = UntilFilter(
+        field_name="created_at",
+        help_text="ISO date (the whole day, inclusive) or date-time (inclusive).",
+    )
+
+    class Meta:
+        model = PostbackLog
+        fields = ["reason", "transaction_id", "offer", "advertiser", "since", "until"]
