@@ -106,6 +106,13 @@ class AdvertiserAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
 
+    def save_related(
+        self, request: HttpRequest, form: ModelForm, formsets: list, change: bool
+    ) -> None:
+        # An advertiser made by the service has no form-held relations left to save.
+        if change:
+            super().save_related(request, form, formsets, change)
+
     @admin.display(description="Token")
     def token(self, advertiser: Advertiser) -> str:
         return format_html("<code>{}</code>", advertiser.masked_token)
@@ -387,6 +394,13 @@ class EventAdmin(admin.ModelAdmin):
         if change:
             event_update(event=obj, **{name: form.cleaned_data[name] for name in EVENT_FIELDS})
         # Additions were made by event_create in save_form.
+
+    def save_related(
+        self, request: HttpRequest, form: ModelForm, formsets: list, change: bool
+    ) -> None:
+        # An event made by the service has no form-held relations left to save.
+        if change:
+            super().save_related(request, form, formsets, change)
 
     def _offer_tab_url(self, offer: Offer, event: Event | None = None) -> str:
         url = reverse("admin:offers_offer_change", args=[offer.pk])

@@ -1,0 +1,49 @@
+"""Publisher admin smoke tests and roles."""
+
+import pytest
+
+from offers.models import Publisher
+from tests.factories import PublisherFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_publisher_changelist_and_search_work(manager_admin):
+    wanted = PublisherFactory(name="MediaHub")
+    PublisherFactory(name="SearchNest")
+
+    listed = manager_admin.get("/admin/offers/publisher/")
+    found = manager_admin.get("/admin/offers/publisher/", {"q": "media"})
+
+    assert listed.status_code == 200
+    assert len(listed.context["cl"].result_list) == 2
+    assert list(found.context["cl"].result_list) == [wanted]
+
+
+def test_manager_adds_and_renames_a_publisher(manager_admin):
+    added = manager_admin.post("/admin/offers/publisher/add/", {"name": "AppPromo"})
+    publisher = Publisher.objects.get(name="AppPromo")
+    page = manager_admin.get(f"/admin/offers/publisher/{publisher.pk}/change/")
+    renamed = manager_admin.post(
+        f"/admin/offers/publisher/{publisher.pk}/change/", {"name": "AppPromo Ltd"}
+    )
+
+    assert added.status_code == 302
+    assert page.status_code == 200
+    assert renamed.status_code == 302
+    assert Publisher.objects.get(pk=publisher.pk).name == "AppPromo Ltd"
+
+
+def test_analyst_views_publishers_but_cannot_change_them(analyst_admin):
+    publisher = PublisherFactory(name="MediaHub")
+
+    page = analyst_admin.get(f"/admin/offers/publisher/{publisher.pk}/change/")
+    change = analyst_admin.post(
+        f"/admin/offers/publisher/{publisher.pk}/change/", {"name": "Hijacked"}
+    )
+
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert change.status_code == 403
+    assert analyst_admin.get("/admin/offers/publisher/add/").status_code == 403
+    assert Publisher.objects.get(pk=publisher.pk).name == "MediaHub"
