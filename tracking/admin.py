@@ -22,12 +22,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
-from rest_framework.exceptions import ValidationError
 
 from offers.models import Offer
 from tracking.csv_export import csv_response
+from tracking.filters import DateOrDateTimeField
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
-from tracking.reports import MomentField, ReportFilterSet, period_of
+from tracking.reports import ReportFilterSet, period_of
 from tracking.selectors import (
     Period,
     count_by,
@@ -69,7 +69,7 @@ class PeriodFilter(admin.ListFilter):
         for name in self.parameters:
             if name in params:
                 self.used_parameters[name] = params.pop(name)[-1]
-        field = MomentField(required=False)
+        field = DateOrDateTimeField(required=False)
         try:
             self.since = field.clean(self.used_parameters.get("since"))
             self.until = field.clean(self.used_parameters.get("until"))
@@ -374,10 +374,12 @@ class EventRecordAdmin(MoneyRecordAdmin):
             raise PermissionDenied
         today = timezone.localdate()
         data = request.GET.copy()
-        data.setdefault("since", (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat())
-        data.setdefault("until", today.isoformat())
+        if not data.get("since"):
+            data["since"] = (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+        if not data.get("until"):
+            data["until"] = today.isoformat()
         data.pop("group_by", None)
-        filterset = ReportFilterSet(data, queryset=EventRecord.objects.none())
+        filterset = ReportFilterSet(data, queryset=EventRecord.objects.all())
         context = {
             **self.admin_site.each_context(request),
             "title": "Reports",
@@ -387,16 +389,24 @@ class EventRecordAdmin(MoneyRecordAdmin):
             "form_data": data,
             "errors": {},
         }
-        try:
-            report = filterset.clean_report()
-            first, last = _report_days(report["period"])
-            if (last - first).days >= REPORT_MAX_DAYS:
-                raise ValidationError({"until": [f"Choose at most {REPORT_MAX_DAYS} days."]})
-        except ValidationError as exc:
-            context["errors"] = exc.detail
+        if not filterset.is_valid():
+            context["errors"] = filterset.errors
+        else:
+            period = filterset.period()
+            first, last = _report_days(period) if period.start and period.end else (today, None)
+            if last is None or not 0 <= (last - first).days < REPORT_MAX_DAYS:
+                context["errors"] = {
+                    "until": [f"Choose from 1 to {REPORT_MAX_DAYS} days, “To” after “From”."]
+                }
+        if context["errors"]:
             return TemplateResponse(request, "admin/tracking/reports.html", context, status=400)
         context.update(
-            _report_context(report["period"], report["offer"], days=days_between(first, last))
+            _report_context(
+                conversions=filterset.filter_queryset(Conversion.objects.all()),
+                event_records=filterset.qs,
+                postbacks=filterset.filter_queryset(PostbackLog.objects.all()),
+                days=days_between(first, last),
+            )
         )
         return TemplateResponse(request, "admin/tracking/reports.html", context)
 
@@ -409,8 +419,10 @@ def _report_days(period: Period) -> tuple[date, date]:
     return first, last
 
 
-def _report_context(period: Period, offer: int | None, *, days: list[date]) -> dict[str, Any]:
-    rows = report_rows(group_by=["day"], period=period, offer=offer)
+def _report_context(
+    *, conversions: QuerySet, event_records: QuerySet, postbacks: QuerySet, days: list[date]
+) -> dict[str, Any]:
+    rows = report_rows(group_by=["day"], conversions=conversions, event_records=event_records)
     index = {day: i for i, day in enumerate(days)}
     conversions, events = [0] * len(days), [0] * len(days)
     money: dict[str, dict[str, list[str]]] = {}
@@ -442,7 +454,7 @@ def _report_context(period: Period, offer: int | None, *, days: list[date]) -> d
         total["events"] += row["events"]
     outcomes: dict[str, list[int]] = {}
     reason_totals: dict[str, int] = {}
-    for item in postback_outcomes(period=period, offer=offer):
+    for item in postback_outcomes(postbacks):
         i = index.get(item["day"])
         if i is None:
             continue

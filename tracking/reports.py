@@ -8,9 +8,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import django_filters
-from django import forms
+from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -18,100 +17,68 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from offers.models import Offer
-from tracking.models import EventRecord
+from tracking.filters import IdFilter, SinceFilter, UntilFilter
+from tracking.models import Conversion, EventRecord
 from tracking.selectors import GROUP_KEYS, Period, report_rows
 
-MOMENT_HELP = (
-    "An ISO date (2026-11-01: the whole day in the configured TIME_ZONE) or date-time "
-    "(2026-11-01T12:00:00Z; without an offset it is read in TIME_ZONE)."
-)
 
-
-class MomentField(forms.Field):
-    """An ISO date or date-time: a date stays a ``date``, a date-time becomes aware."""
-
-    default_error_messages = {
-        "invalid": "Enter an ISO date (2026-11-01) or date-time (2026-11-01T12:00:00Z).",
-        "range": "Out of range: use a year from 1000 to 9998.",
-    }
-
-    def to_python(self, value: Any) -> date | datetime | None:
-        if value in self.empty_values:
-            return None
-        text = str(value).strip()
-        try:
-            parsed: date | datetime = (
-                date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-            )
-        except ValueError:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
-        if not 1000 <= parsed.year <= 9998:
-            raise forms.ValidationError(self.error_messages["range"], code="range")
-        if isinstance(parsed, datetime) and timezone.is_naive(parsed):
-            parsed = timezone.make_aware(parsed, timezone.get_default_timezone())
-        return parsed
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class MomentFilter(django_filters.Filter):
-    """``since``/``until`` for the report: validated here, applied by the selectors."""
-
-    field_class = MomentField
-
-
-# One item; drf-spectacular makes the CSV filter an array of them (explode=false).
 @extend_schema_field({"type": "string", "enum": list(GROUP_KEYS)})
 class GroupByFilter(django_filters.BaseCSVFilter, django_filters.ChoiceFilter):
-    pass
+    """``group_by=day,event``: validated here (each value one of GROUP_KEYS), grouped by the
+    selectors; it filters nothing. (drf-spectacular documents it as an array, explode=false.)"""
+
+    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
+        return qs
 
 
 def period_of(since: date | datetime | None, until: date | datetime | None) -> Period:
-    """``since``/``until`` as a half-open period: a date is the whole day in TIME_ZONE, and
-    ``until`` is inclusive (a date up to the end of that day, a date-time up to itself)."""
+    """``since``/``until`` as tracking.filters reads them, as a half-open period: a date is
+    the whole day in TIME_ZONE, ``until`` inclusive. The admin needs the bounds themselves
+    (the days of a chart, the list's period filter)."""
     zone = timezone.get_default_timezone()
     start = end = None
     if isinstance(since, datetime):
         start = since
     elif since is not None:
         start = datetime.combine(since, time.min, tzinfo=zone)
-    if isinstance(until, datetime):
-        end = until + timedelta(microseconds=1)
-    elif until is not None:
-        end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone)
+    try:
+        if isinstance(until, datetime):
+            end = until + timedelta(microseconds=1)
+        elif until is not None:
+            end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone)
+    except OverflowError:  # until the last day there is: no upper bound
+        end = None
     return Period(start=start, end=end)
 
 
 class ReportFilterSet(django_filters.FilterSet):
+    """The report's input. ``since``, ``until`` and ``offer`` are the read API's own filters
+    (tracking/filters.py) and apply alike to conversions, event records and the postback
+    log, which share ``offer`` and ``created_at``."""
+
     group_by = GroupByFilter(
         choices=[(key, key) for key in GROUP_KEYS],
         help_text="Comma-separated, one or more of day, offer, event, publisher (default day).",
     )
-    since = MomentFilter(help_text=MOMENT_HELP)
-    until = MomentFilter(help_text=MOMENT_HELP + " Inclusive.")
-    offer = django_filters.ModelChoiceFilter(
-        queryset=Offer.objects.all(), help_text="Only this offer's conversions and events."
+    since = SinceFilter(field_name="created_at", help_text="ISO date or date-time, inclusive.")
+    until = UntilFilter(
+        field_name="created_at",
+        help_text="ISO date (the whole day, inclusive) or date-time (inclusive).",
     )
+    offer = IdFilter(field_name="offer_id", help_text="Offer ID: only this offer's records.")
 
     class Meta:
         model = EventRecord
         fields = ["group_by", "since", "until", "offer"]
 
-    def clean_report(self) -> dict[str, Any]:
-        """The validated input, or ``ValidationError`` with a message per field."""
-        if not self.is_valid():
-            raise ValidationError(self.errors)
+    def clean_group_by(self) -> list[str]:
+        """The validated grouping (call after ``is_valid()``), in GROUP_KEYS order."""
+        chosen = self.form.cleaned_data.get("group_by") or ["day"]
+        return [key for key in GROUP_KEYS if key in chosen]
+
+    def period(self) -> Period:
         data = self.form.cleaned_data
-        since, until = data.get("since"), data.get("until")
-        period = period_of(since, until)
-        if period.start and period.end and period.start >= period.end:
-            raise ValidationError({"until": ["Must not be before since."]})
-        offer = data.get("offer")
-        return {
-            "group_by": [key for key in GROUP_KEYS if key in (data.get("group_by") or ["day"])],
-            "period": period,
-            "offer": offer.pk if offer else None,
-        }
+        return period_of(data.get("since"), data.get("until"))
 
 
 class ReportRowSerializer(serializers.Serializer):
@@ -155,7 +122,14 @@ class ReportView(GenericAPIView):
 
     @extend_schema(responses=ReportSerializer, filters=True)
     def get(self, request: Request) -> Response:
-        report = ReportFilterSet(request.query_params, queryset=self.get_queryset()).clean_report()
-        rows = report_rows(**report)
-        serializer = ReportRowSerializer(rows, many=True, group_by=report["group_by"])
+        filterset = ReportFilterSet(request.query_params, queryset=EventRecord.objects.all())
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        group_by = filterset.clean_group_by()
+        rows = report_rows(
+            group_by=group_by,
+            conversions=filterset.filter_queryset(Conversion.objects.all()),
+            event_records=filterset.qs,
+        )
+        serializer = ReportRowSerializer(rows, many=True, group_by=group_by)
         return Response({"results": serializer.data})

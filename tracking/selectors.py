@@ -17,8 +17,6 @@ from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from tracking.models import Conversion, EventRecord, PostbackLog
-
 GROUP_KEYS = ("day", "offer", "event", "publisher")
 ZERO = Decimal("0.00")
 
@@ -63,12 +61,7 @@ def count_by(queryset: QuerySet, field: str) -> QuerySet:
     return queryset.order_by().values(field).annotate(count=Count("*")).order_by(field)
 
 
-def _report_queryset(
-    queryset: QuerySet, *, group_by: Sequence[str], period: Period, offer: int | None
-) -> QuerySet:
-    queryset = period.apply(queryset)
-    if offer is not None:
-        queryset = queryset.filter(offer_id=offer)
+def _grouped(queryset: QuerySet, group_by: Sequence[str]) -> QuerySet:
     if "day" in group_by:
         queryset = queryset.annotate(day=local_day())
     keys = [key if key == "day" else f"{key}_id" for key in group_by]
@@ -79,31 +72,25 @@ def _report_queryset(
     )
 
 
-def report_conversions(
-    *, group_by: Sequence[str], period: Period, offer: int | None = None
-) -> QuerySet:
-    """Conversions grouped by ``group_by`` (minus ``event``) and currency."""
-    keys = [key for key in group_by if key != "event"]
-    return _report_queryset(Conversion.objects.all(), group_by=keys, period=period, offer=offer)
+def report_conversions(conversions: QuerySet, *, group_by: Sequence[str]) -> QuerySet:
+    """``conversions`` (already filtered) grouped by ``group_by`` minus ``event``, and currency."""
+    return _grouped(conversions, [key for key in group_by if key != "event"])
 
 
-def report_event_records(
-    *, group_by: Sequence[str], period: Period, offer: int | None = None
-) -> QuerySet:
-    """Event records grouped by ``group_by`` and currency."""
-    return _report_queryset(
-        EventRecord.objects.all(), group_by=group_by, period=period, offer=offer
-    )
+def report_event_records(event_records: QuerySet, *, group_by: Sequence[str]) -> QuerySet:
+    """``event_records`` (already filtered) grouped by ``group_by`` and currency."""
+    return _grouped(event_records, group_by)
 
 
 def report_rows(
-    *, group_by: Sequence[str], period: Period, offer: int | None = None
+    *, group_by: Sequence[str], conversions: QuerySet, event_records: QuerySet
 ) -> list[dict[str, Any]]:
     """The report: per group and currency, conversions, events, revenue, payout and profit.
 
-    Conversions and event records of the same group add up in one row; grouping by
-    ``event`` puts conversions in rows whose ``event`` is ``None``. Rows are sorted by
-    their keys (``None`` first), then currency.
+    ``conversions`` and ``event_records`` come filtered (period, offer). Conversions and
+    event records of the same group add up in one row; grouping by ``event`` puts
+    conversions in rows whose ``event`` is ``None``. Rows are sorted by their keys
+    (``None`` first), then currency.
     """
     group_by = [key for key in GROUP_KEYS if key in group_by]
     rows: dict[tuple, dict[str, Any]] = {}
@@ -126,8 +113,8 @@ def report_rows(
             row["revenue"] += item["revenue"]
             row["payout"] += item["payout"]
 
-    add(report_conversions(group_by=group_by, period=period, offer=offer), "conversions")
-    add(report_event_records(group_by=group_by, period=period, offer=offer), "events")
+    add(report_conversions(conversions, group_by=group_by), "conversions")
+    add(report_event_records(event_records, group_by=group_by), "events")
     for row in rows.values():
         row["profit"] = row["revenue"] - row["payout"]
 
@@ -137,13 +124,10 @@ def report_rows(
     return [rows[identity] for identity in sorted(rows, key=order)]
 
 
-def postback_outcomes(*, period: Period, offer: int | None = None) -> QuerySet:
-    """Postback log rows per local day and reason: "which were rejected, and why"."""
-    queryset = period.apply(PostbackLog.objects.all())
-    if offer is not None:
-        queryset = queryset.filter(offer_id=offer)
+def postback_outcomes(postbacks: QuerySet) -> QuerySet:
+    """Postback log rows (already filtered) per local day and reason: "rejected, and why"."""
     return (
-        queryset.annotate(day=local_day())
+        postbacks.annotate(day=local_day())
         .order_by()
         .values("day", "reason")
         .annotate(count=Count("*"))
