@@ -1,0 +1,349 @@
+"""Exactly once under real concurrency: gunicorn servers sharing one database.
+
+Two gunicorn servers (2 workers × 4 threads each) run against the PostgreSQL test database;
+50 identical postbacks are released at once across both. The unique constraints decide:
+one is accepted, the other 49 are told they are duplicates (409), never a 500. A separate
+test makes the race deterministic by holding the winner's insert open in another
+transaction. Then the same on SQLite, the embedded default, with a handful of requests.
+"""
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from django.db import connection, transaction
+
+from tests.factories import ClickFactory, ConversionFactory, EventFactory, EventRecordFactory
+from tests.markers import requires_postgresql
+from tracking.models import Conversion, EventRecord, PostbackLog
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = range(8100, 8200)  # this suite's own port range
+REQUESTS = 50
+
+
+def free_port() -> int:
+    for port in PORTS:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8100-8199")
+
+
+@contextmanager
+def gunicorn(database_url: str, log_path: Path, *, workers: int = 2) -> Iterator[str]:
+    """A real gunicorn with the production config file, on the given database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": str(workers),
+        "GUNICORN_THREADS": "4",
+    }
+    with open(log_path, "ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def fire_at_once(urls: list[str], params_list: list[dict[str, str]]) -> list[requests.Response]:
+    """Release one request per (url, params) at the same instant, each on its own thread."""
+    barrier = threading.Barrier(len(urls))
+
+    def one(url: str, params: dict[str, str]) -> requests.Response:
+        with requests.Session() as session:
+            barrier.wait()
+            return session.get(f"{url}/postback", params=params, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        return list(pool.map(one, urls, params_list))
+
+
+def postgres_url() -> str:
+    settings = connection.settings_dict
+    auth = quote(settings["USER"] or "", safe="")
+    if settings.get("PASSWORD"):
+        auth += ":" + quote(settings["PASSWORD"], safe="")
+    host = settings["HOST"] or "127.0.0.1"
+    return f"postgres://{auth}@{host}:{settings['PORT'] or 5432}/{settings['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gunicorn") / "servers.log"
+
+
+@pytest.fixture(scope="module")
+def servers(django_db_setup, django_db_blocker, server_log) -> Iterator[list[str]]:  # noqa: ANN001
+    """Two gunicorn servers on the test database, like two application hosts."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://…")
+    url = postgres_url()
+    with gunicorn(url, server_log) as first, gunicorn(url, server_log) as second:
+        yield [first, second]
+
+
+def spread(servers: list[str], count: int = REQUESTS) -> list[str]:
+    return [servers[n % len(servers)] for n in range(count)]
+
+
+def answers(responses: list[requests.Response]) -> Counter:
+    return Counter((r.status_code, r.json()["reason"]) for r in responses)
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_fifty_identical_conversions_at_once_record_exactly_one(servers):
+    click = ClickFactory()
+    params = {
+        "secure": click.offer.advertiser.postback_token,
+        "transaction_id": click.transaction_id,
+    }
+
+    responses = fire_at_once(spread(servers), [params] * REQUESTS)
+
+    assert answers(responses) == {
+        (200, "accepted"): 1,
+        (409, "duplicate_conversion"): REQUESTS - 1,
+    }
+    assert Conversion.objects.count() == 1
+    assert PostbackLog.objects.count() == REQUESTS
+    accepted = PostbackLog.objects.get(reason="accepted")
+    assert accepted.conversion_id == Conversion.objects.get().pk
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_fifty_identical_single_fire_events_at_once_record_exactly_one(servers):
+    conversion = ConversionFactory()
+    event = EventFactory(offer=conversion.offer, name="purchase")
+    params = {
+        "secure": conversion.offer.advertiser.postback_token,
+        "transaction_id": conversion.click.transaction_id,
+        "event_id": str(event.pk),
+    }
+
+    responses = fire_at_once(spread(servers), [params] * REQUESTS)
+
+    assert answers(responses) == {(200, "accepted"): 1, (409, "duplicate_event"): REQUESTS - 1}
+    assert EventRecord.objects.count() == 1
+    assert PostbackLog.objects.count() == REQUESTS
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_fifty_identical_multiple_events_with_one_adv_sub_record_exactly_one(servers):
+    conversion = ConversionFactory()
+    event = EventFactory(offer=conversion.offer, allow_multiple=True)
+    params = {
+        "secure": conversion.offer.advertiser.postback_token,
+        "transaction_id": conversion.click.transaction_id,
+        "event_name": event.name,
+        "adv_sub": "order-42",
+        "amount": "19.99",
+    }
+
+    responses = fire_at_once(spread(servers), [params] * REQUESTS)
+
+    assert answers(responses) == {(200, "accepted"): 1, (409, "duplicate_event"): REQUESTS - 1}
+    record = EventRecord.objects.get()
+    assert (record.adv_sub, record.amount) == ("order-42", Decimal("19.99"))
+    assert PostbackLog.objects.count() == REQUESTS
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_concurrent_multiple_events_keep_one_record_per_adv_sub(servers):
+    conversion = ConversionFactory()
+    event = EventFactory(offer=conversion.offer, allow_multiple=True)
+    base = {
+        "secure": conversion.offer.advertiser.postback_token,
+        "transaction_id": conversion.click.transaction_id,
+        "event_id": str(event.pk),
+    }
+    params_list = [{**base, "adv_sub": f"order-{n % 5}"} for n in range(REQUESTS)]
+
+    responses = fire_at_once(spread(servers), params_list)
+
+    assert answers(responses) == {(200, "accepted"): 5, (409, "duplicate_event"): REQUESTS - 5}
+    assert sorted(EventRecord.objects.values_list("adv_sub", flat=True)) == [
+        f"order-{n}" for n in range(5)
+    ]
+
+
+@contextmanager
+def held_in_another_transaction(insert) -> Iterator[threading.Event]:  # noqa: ANN001
+    """Run ``insert`` in a transaction on another connection and keep it open until the
+    yielded event is set, then commit: the winner of a race, frozen mid-flight."""
+    inserted, release = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                insert()
+                inserted.set()
+                release.wait(timeout=60)
+        except BaseException as exc:  # reported to the test below
+            failure.append(exc)
+            inserted.set()
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inserted.wait(timeout=30)
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join(timeout=60)
+    assert not failure, failure
+
+
+def wait_until_a_backend_waits_for_a_lock() -> None:
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the postback never waited for the other transaction")
+
+
+@pytest.mark.parametrize("kind", ["conversion", "event"])
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_the_loser_of_a_race_answers_409_duplicate_never_500(servers, kind):
+    conversion = ConversionFactory()
+    event = EventFactory(offer=conversion.offer)
+    click = conversion.click
+    params = {
+        "secure": click.offer.advertiser.postback_token,
+        "transaction_id": click.transaction_id,
+    }
+    if kind == "conversion":
+        Conversion.objects.all().delete()
+        expected = "duplicate_conversion"
+
+        def insert() -> None:
+            ConversionFactory(click=click, adv_sub="winner")
+    else:
+        params["event_id"] = str(event.pk)
+        expected = "duplicate_event"
+
+        def insert() -> None:
+            EventRecordFactory(conversion=conversion, event=event, adv_sub="winner")
+
+    with held_in_another_transaction(insert) as release, ThreadPoolExecutor(1) as pool:
+        # The winner's row is not committed, so every read of the loser sees nothing and it
+        # goes on to insert; the unique index makes that insert wait for the winner.
+        loser = pool.submit(requests.get, f"{servers[0]}/postback", params=params, timeout=60)
+        wait_until_a_backend_waits_for_a_lock()
+        release.set()
+        response = loser.result()
+
+    assert response.status_code == 409
+    assert response.json()["reason"] == expected
+    model = Conversion if kind == "conversion" else EventRecord
+    assert list(model.objects.values_list("adv_sub", flat=True)) == ["winner"]
+    log = PostbackLog.objects.get()
+    assert (log.reason, log.conversion_id, log.event_record_id) == (expected, None, None)
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_servers_write_no_token_to_their_logs(servers, server_log):
+    click = ClickFactory()
+    token = click.offer.advertiser.postback_token
+    params = {"secure": token, "transaction_id": click.transaction_id}
+
+    for extra in ({}, {}, {"amount": "bad"}, {"event_name": "nope"}, {"offer_id": "999999"}):
+        requests.get(f"{servers[0]}/postback", params={**params, **extra}, timeout=30)
+    requests.get(f"{servers[1]}/", params={"secure": token}, timeout=30)
+    requests.put(f"{servers[1]}/postback", params=params, timeout=30)
+
+    assert PostbackLog.objects.count() == 6
+    assert token not in server_log.read_text()
+
+
+def test_sqlite_answers_concurrent_postbacks_without_locking_errors(tmp_path):
+    """The embedded default: 2 gunicorn workers on one SQLite file, 10 postbacks at once."""
+    database = tmp_path / "clicktrail.sqlite3"
+    url = f"sqlite:///{database}"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    setup = (
+        "import django; django.setup();"
+        "from tests.factories import ConversionFactory, EventFactory;"
+        "c = ConversionFactory(); e = EventFactory(offer=c.offer, name='purchase');"
+        "print(c.offer.advertiser.postback_token, c.click.transaction_id)"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", setup],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    token, transaction_id = made.stdout.split()
+    params = {"secure": token, "transaction_id": transaction_id, "event_name": "purchase"}
+
+    with gunicorn(url, tmp_path / "sqlite-server.log") as base:
+        responses = fire_at_once([base] * 10, [params] * 10)
+
+    assert answers(responses) == {(200, "accepted"): 1, (409, "duplicate_event"): 9}
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM tracking_eventrecord").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM tracking_postbacklog").fetchone() == (10,)
+    assert "database is locked" not in (tmp_path / "sqlite-server.log").read_text()
