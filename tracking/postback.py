@@ -74,10 +74,10 @@ _CURRENCY_RE = re.compile(r"[A-Za-z]{3}")
 # The format every click's transaction_id has (Click's check constraint): anything else
 # cannot be a click, so it is answered without a query.
 _TRANSACTION_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-# C0 and C1 control characters and DEL (Unicode category Cc).
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# What the log must not store as is: control characters (PostgreSQL refuses NUL in text
-# and JSON) and lone surrogates (not encodable as UTF-8).
+# C0 and C1 control characters and DEL (Unicode category Cc), and lone surrogates: not
+# text at all (HTTP cannot carry them, but the service is also called from Python) and not
+# encodable for the database. PostgreSQL also refuses NUL in text and JSON, so the log
+# escapes these wherever it keeps a value as received.
 _UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
@@ -337,7 +337,7 @@ def _validated(params: Mapping[str, str]) -> PostbackParams:
         if value is not None:
             if len(value) > VALUE_LIMIT:
                 raise _invalid(name, f"longer than {VALUE_LIMIT} characters")
-            if _CONTROL_RE.search(value):
+            if _UNPRINTABLE_RE.search(value):
                 raise _invalid(name, "holds a control character")
         values[name] = value
 
