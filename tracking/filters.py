@@ -13,6 +13,8 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from tracking.models import Conversion, EventRecord, PostbackLog, Reason
 
@@ -21,6 +23,7 @@ from tracking.models import Conversion, EventRecord, PostbackLog, Reason
 MAX_ID = 2**63 - 1
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class IdFilter(django_filters.NumberFilter):
     """A positive whole number (the ``NumberFilter`` default would take ``1.5``)."""
 
@@ -65,6 +68,8 @@ def _start_of_day(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
+# A date or a date-time: neither OpenAPI format alone describes it.
+@extend_schema_field(OpenApiTypes.STR)
 class SinceFilter(django_filters.Filter):
     """From this moment, or from the start of this day in ``TIME_ZONE``."""
 
@@ -78,6 +83,7 @@ class SinceFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__gte": value})
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class UntilFilter(django_filters.Filter):
     """Up to this moment, or to the end of this day in ``TIME_ZONE`` (inclusive)."""
 

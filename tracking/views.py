@@ -90,6 +90,14 @@ def _merged_params(request: HttpRequest) -> dict[str, str]:
     return params
 
 
+def _query_if_readable(request: HttpRequest) -> dict[str, str]:
+    """The query string's parameters for the log, when only the body was unreadable."""
+    try:
+        return {name: values[-1] for name, values in request.GET.lists()}
+    except SuspiciousOperation:
+        return {}
+
+
 def _answer_postback(request: HttpRequest) -> JsonResponse:
     """Parse the request, run the postback service once, render its outcome as JSON."""
     if request.method not in POSTBACK_METHODS:
@@ -116,7 +124,7 @@ def _answer_postback(request: HttpRequest) -> JsonResponse:
                 ip=ip,
                 user_agent=user_agent,
                 message=f"The request's parameters could not be read: {exc}"[:500],
-                params={},
+                params=_query_if_readable(request),
             )
         else:
             outcome = postback_process(

@@ -262,3 +262,15 @@ def test_invalid_utf8_in_the_query_string_is_not_a_crash(client):
 
     assert response.status_code == 404
     assert response.json()["reason"] == "unknown_event"
+
+
+def test_a_body_over_the_upload_limit_is_a_logged_400(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = client.post("/postback?secure=x", {"transaction_id": "y", "adv_sub": "z" * 5000})
+
+    assert response.status_code == 400
+    assert response.json()["reason"] == "invalid_parameter"
+    log = PostbackLog.objects.get()
+    assert (log.method, log.reason) == ("POST", "invalid_parameter")
+    assert log.params == {"secure": "•"}
