@@ -7,7 +7,7 @@ PORT ?= 8000
 # PostgreSQL when one answers locally and DATABASE_URL is not set, else SQLite.
 LOCAL_PG := postgres://postgres@127.0.0.1:5432/clicktrail
 
-.PHONY: run test venv install install-dev chromium lint format migrations-check bench serve
+.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports serve
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required"; exit 1; }
@@ -60,3 +60,8 @@ migrations-check: install-dev
 # The tracking path under load (gunicorn, production settings, PostgreSQL, wrk).
 bench: install-dev
 	$(BIN)/python -m bench.postbacks $(BENCH_ARGS)
+
+# Reports, list totals and CSV export over 10M event records in the clicktrail_bench
+# database (created and loaded once, then reused); writes docs/benchmarks.md.
+bench-reports: install-dev
+	$(BIN)/python -m bench.reports $(BENCH_ARGS)

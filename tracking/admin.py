@@ -34,7 +34,9 @@ from tracking.selectors import (
     days_between,
     money_totals,
     postback_outcomes,
-    report_rows,
+    report,
+    rollup_covers,
+    rollup_totals,
 )
 
 LIST_COUNT_CAP = 10_000
@@ -176,15 +178,15 @@ class RecordAdmin(admin.ModelAdmin):
         click_id = Click.objects.filter(transaction_id=term).values_list("id", flat=True).first()
         return Q(click_id=click_id) | Q(adv_sub=term)
 
-    def totals(self, queryset: QuerySet) -> dict[str, Any]:
-        return {"money": list(money_totals(queryset))}
+    def totals(self, changelist: Any) -> dict[str, Any]:
+        return {"money": list(money_totals(changelist.queryset))}
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
             changelist = context["cl"]
-            context["totals"] = self.totals(changelist.queryset)
+            context["totals"] = self.totals(changelist)
             context["export_url"] = (
                 reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_export")
                 + changelist.get_query_string()
@@ -266,11 +268,42 @@ class ClickAdmin(RecordAdmin):
     def search_condition(self, term: str) -> Q:
         return Q(transaction_id=term)
 
-    def totals(self, queryset: QuerySet) -> dict[str, Any]:
-        return {"count": queryset.order_by().count()}
+    def totals(self, changelist: Any) -> dict[str, Any]:
+        return {"count": changelist.queryset.order_by().count()}
 
 
 class MoneyRecordAdmin(RecordAdmin):
+    #: Filters the hourly totals can answer (with the period); anything else reads records.
+    rollup_filters = frozenset(
+        {"since", "until", "period", "offer__id__exact", "event__id__exact", "o", "q"}
+    )
+
+    def totals(self, changelist: Any) -> dict[str, Any]:
+        """From the hourly totals when the list is filtered by period and offer only (the
+        default view: a few thousand rows instead of millions), else from the records."""
+        period = next(
+            (spec.period() for spec in changelist.filter_specs if isinstance(spec, PeriodFilter)),
+            None,
+        )
+        params = changelist.filter_params
+        if (
+            period is not None
+            and not changelist.query
+            and set(params) <= self.rollup_filters
+            and rollup_covers(group_by=[], period=period)
+        ):
+            offer = params.get("offer__id__exact", [None])[-1]
+            event = params.get("event__id__exact", [None])[-1]
+            return {
+                "money": rollup_totals(
+                    kind=self.opts.model_name,
+                    period=period,
+                    offer=int(offer) if offer else None,
+                    event=int(event) if event else None,
+                )
+            }
+        return super().totals(changelist)
+
     @admin.display(description="transaction ID", ordering="click__transaction_id")
     def transaction_id(self, record: Conversion | EventRecord) -> str:
         return record.click.transaction_id
@@ -402,8 +435,7 @@ class EventRecordAdmin(MoneyRecordAdmin):
             return TemplateResponse(request, "admin/tracking/reports.html", context, status=400)
         context.update(
             _report_context(
-                conversions=filterset.filter_queryset(Conversion.objects.all()),
-                event_records=filterset.qs,
+                rows=report(group_by=["day"], period=period, offer=filterset.offer_id()),
                 postbacks=filterset.filter_queryset(PostbackLog.objects.all()),
                 days=days_between(first, last),
             )
@@ -420,9 +452,8 @@ def _report_days(period: Period) -> tuple[date, date]:
 
 
 def _report_context(
-    *, conversions: QuerySet, event_records: QuerySet, postbacks: QuerySet, days: list[date]
+    *, rows: list[dict[str, Any]], postbacks: QuerySet, days: list[date]
 ) -> dict[str, Any]:
-    rows = report_rows(group_by=["day"], conversions=conversions, event_records=event_records)
     index = {day: i for i, day in enumerate(days)}
     conversions, events = [0] * len(days), [0] * len(days)
     money: dict[str, dict[str, list[str]]] = {}
@@ -543,6 +574,6 @@ class PostbackLogAdmin(RecordAdmin):
     def search_condition(self, term: str) -> Q:
         return Q(transaction_id=term) | Q(params__adv_sub=term)
 
-    def totals(self, queryset: QuerySet) -> dict[str, Any]:
-        reasons = list(count_by(queryset, "reason"))
+    def totals(self, changelist: Any) -> dict[str, Any]:
+        reasons = list(count_by(changelist.queryset, "reason"))
         return {"count": sum(r["count"] for r in reasons), "reasons": reasons}

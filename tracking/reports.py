@@ -18,8 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tracking.filters import IdFilter, SinceFilter, UntilFilter
-from tracking.models import Conversion, EventRecord
-from tracking.selectors import GROUP_KEYS, Period, report_rows
+from tracking.models import EventRecord
+from tracking.selectors import GROUP_KEYS, Period, report
 
 
 @extend_schema_field({"type": "string", "enum": list(GROUP_KEYS)})
@@ -77,8 +77,12 @@ class ReportFilterSet(django_filters.FilterSet):
         return [key for key in GROUP_KEYS if key in chosen]
 
     def period(self) -> Period:
+        """``since``/``until`` as ``start <= created_at < end`` (call after ``is_valid()``)."""
         data = self.form.cleaned_data
         return period_of(data.get("since"), data.get("until"))
+
+    def offer_id(self) -> int | None:
+        return self.form.cleaned_data.get("offer")
 
 
 class ReportRowSerializer(serializers.Serializer):
@@ -126,10 +130,6 @@ class ReportView(GenericAPIView):
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
         group_by = filterset.clean_group_by()
-        rows = report_rows(
-            group_by=group_by,
-            conversions=filterset.filter_queryset(Conversion.objects.all()),
-            event_records=filterset.qs,
-        )
+        rows = report(group_by=group_by, period=filterset.period(), offer=filterset.offer_id())
         serializer = ReportRowSerializer(rows, many=True, group_by=group_by)
         return Response({"results": serializer.data})

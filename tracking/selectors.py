@@ -1,21 +1,32 @@
 """Reads for analysts: totals, daily reports and postback outcomes over the hit tables.
 
-Every query here is shaped for the covering indexes in ``tracking/models.py``: it filters
-on ``offer`` and a ``created_at`` range, reads only ``event``, ``currency``, ``revenue`` and
-``payout``, and counts with ``COUNT(*)`` (not ``COUNT(id)``, which would fetch each row
-from the heap), so PostgreSQL answers with an index-only scan. Money is never added across
-currencies: every total and report row is per currency.
+Two sources give the same numbers:
+
+- On PostgreSQL, ``tracking_hourlytotal`` (migration 0004_reports): per offer, UTC hour,
+  event (0 for conversions) and currency, kept exact by triggers in the transaction that
+  writes each record. A report for a period of whole hours, by day, offer and event, reads
+  a few thousand rows there instead of every record (docs/benchmarks.md).
+- Otherwise (SQLite, grouping by publisher, a period that does not start and end on whole
+  hours, other list filters) the records themselves, with queries shaped for the covering
+  indexes in ``tracking/models.py``: filter on ``offer`` and a ``created_at`` range, read
+  only ``event``, ``currency``, ``revenue`` and ``payout``, count with ``COUNT(*)`` (not
+  ``COUNT(id)``, which would visit the heap), so PostgreSQL can use an index-only scan.
+
+Money is never added across currencies: every total and report row is per currency.
 """
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+
+from tracking.models import Conversion, EventRecord
 
 GROUP_KEYS = ("day", "offer", "event", "publisher")
 ZERO = Decimal("0.00")
@@ -82,21 +93,17 @@ def report_event_records(event_records: QuerySet, *, group_by: Sequence[str]) ->
     return _grouped(event_records, group_by)
 
 
-def report_rows(
-    *, group_by: Sequence[str], conversions: QuerySet, event_records: QuerySet
+def _merge(
+    group_by: Sequence[str], sources: Iterable[tuple[Iterable[dict[str, Any]], str | None]]
 ) -> list[dict[str, Any]]:
-    """The report: per group and currency, conversions, events, revenue, payout and profit.
+    """Add grouped items up into report rows, sorted by their keys (``None`` first).
 
-    ``conversions`` and ``event_records`` come filtered (period, offer). Conversions and
-    event records of the same group add up in one row; grouping by ``event`` puts
-    conversions in rows whose ``event`` is ``None``. Rows are sorted by their keys
-    (``None`` first), then currency.
+    Each source yields items with the group keys, ``currency``, ``revenue``, ``payout``
+    and either ``count`` (added to the source's counter) or ``conversions``/``events``.
     """
-    group_by = [key for key in GROUP_KEYS if key in group_by]
     rows: dict[tuple, dict[str, Any]] = {}
-
-    def add(source: Iterable[dict[str, Any]], counter: str) -> None:
-        for item in source:
+    for items, counter in sources:
+        for item in items:
             keys = {key: item.get(key if key == "day" else f"{key}_id") for key in group_by}
             identity = (*keys.values(), item["currency"])
             row = rows.get(identity)
@@ -109,12 +116,13 @@ def report_rows(
                     "revenue": ZERO,
                     "payout": ZERO,
                 }
-            row[counter] += item["count"]
+            if counter is None:
+                row["conversions"] += item["conversions"]
+                row["events"] += item["events"]
+            else:
+                row[counter] += item["count"]
             row["revenue"] += item["revenue"]
             row["payout"] += item["payout"]
-
-    add(report_conversions(conversions, group_by=group_by), "conversions")
-    add(report_event_records(event_records, group_by=group_by), "events")
     for row in rows.values():
         row["profit"] = row["revenue"] - row["payout"]
 
@@ -122,6 +130,147 @@ def report_rows(
         return tuple((value is not None, value) for value in identity)
 
     return [rows[identity] for identity in sorted(rows, key=order)]
+
+
+def report_rows(
+    *, group_by: Sequence[str], conversions: QuerySet, event_records: QuerySet
+) -> list[dict[str, Any]]:
+    """The report from the records: per group and currency, conversions, events, revenue,
+    payout and profit.
+
+    ``conversions`` and ``event_records`` come filtered. Conversions and event records of
+    the same group add up in one row; grouping by ``event`` puts conversions in rows whose
+    ``event`` is ``None``.
+    """
+    group_by = [key for key in GROUP_KEYS if key in group_by]
+    return _merge(
+        group_by,
+        [
+            (report_conversions(conversions, group_by=group_by), "conversions"),
+            (report_event_records(event_records, group_by=group_by), "events"),
+        ],
+    )
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def rollup_covers(*, group_by: Sequence[str], period: Period) -> bool:
+    """Whether the hourly totals answer exactly: on PostgreSQL, not by publisher, for a
+    period starting and ending on whole UTC hours, in a TIME_ZONE whose days are made of
+    whole UTC hours (every zone but a few like Asia/Kolkata, UTC+05:30)."""
+    if connection.vendor != "postgresql" or "publisher" in group_by:
+        return False
+    zone = timezone.get_default_timezone()
+    bounds = [moment for moment in (period.start, period.end) if moment is not None]
+    if any((moment - EPOCH) % HOUR for moment in bounds):
+        return False
+    return all(
+        not (moment.astimezone(zone).utcoffset() % HOUR) for moment in [*bounds, timezone.now()]
+    )
+
+
+def _rollup_where(period: Period, offer: int | None, event: int | None = None) -> tuple:
+    conditions, params = ["TRUE"], []
+    if offer is not None:
+        conditions.append("offer_id = %s")
+        params.append(offer)
+    if event is not None:
+        conditions.append("event_id = %s")
+        params.append(event)
+    if period.start is not None:
+        conditions.append("hour >= %s")
+        params.append(period.start)
+    if period.end is not None:
+        conditions.append("hour < %s")
+        params.append(period.end)
+    return " AND ".join(conditions), params
+
+
+def rollup_report_rows(
+    *, group_by: Sequence[str], period: Period, offer: int | None = None
+) -> list[dict[str, Any]]:
+    """The report from the hourly totals (see ``rollup_covers``); same rows as
+    ``report_rows`` over the records."""
+    group_by = [key for key in GROUP_KEYS if key in group_by]
+    columns = {
+        "day": "(hour AT TIME ZONE %s)::date",
+        "offer": "offer_id",
+        "event": "NULLIF(event_id, 0)",
+    }
+    select = [columns[key] for key in group_by]
+    params: list[Any] = [settings_zone()] if "day" in group_by else []
+    where, where_params = _rollup_where(period, offer)
+    numbered = ", ".join(str(i) for i in range(1, len(select) + 2))
+    sql = f"""
+        SELECT {", ".join([*select, "currency"])},
+               coalesce(sum(count) FILTER (WHERE event_id = 0), 0),
+               coalesce(sum(count) FILTER (WHERE event_id <> 0), 0),
+               sum(revenue), sum(payout)
+        FROM tracking_hourlytotal WHERE {where}
+        GROUP BY {numbered} HAVING sum(count) > 0
+    """  # noqa: S608 - only fixed column expressions are formatted in
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *where_params])
+        fetched = cursor.fetchall()
+    names = [key if key == "day" else f"{key}_id" for key in group_by]
+    items = [
+        {
+            **dict(zip(names, values[: len(names)], strict=True)),
+            "currency": values[len(names)],
+            "conversions": values[len(names) + 1],
+            "events": values[len(names) + 2],
+            "revenue": values[len(names) + 3],
+            "payout": values[len(names) + 4],
+        }
+        for values in fetched
+    ]
+    return _merge(group_by, [(items, None)])
+
+
+def rollup_totals(
+    *, kind: str, period: Period, offer: int | None = None, event: int | None = None
+) -> list[dict[str, Any]]:
+    """Count, revenue, payout and profit per currency of ``kind`` ("conversion" or
+    "eventrecord") from the hourly totals; same rows as ``money_totals``."""
+    where, params = _rollup_where(period, offer, event)
+    where += " AND event_id = 0" if kind == "conversion" else " AND event_id <> 0"
+    sql = f"""
+        SELECT currency, sum(count), sum(revenue), sum(payout) FROM tracking_hourlytotal
+        WHERE {where} GROUP BY currency HAVING sum(count) > 0 ORDER BY currency
+    """  # noqa: S608 - only fixed conditions are formatted in
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            {
+                "currency": currency,
+                "count": count,
+                "revenue": revenue,
+                "payout": payout,
+                "profit": revenue - payout,
+            }
+            for currency, count, revenue, payout in cursor.fetchall()
+        ]
+
+
+def settings_zone() -> str:
+    return timezone.get_default_timezone_name()
+
+
+def report(
+    *, group_by: Sequence[str], period: Period, offer: int | None = None
+) -> list[dict[str, Any]]:
+    """The report for ``period`` (and ``offer``), from the hourly totals when they can
+    answer exactly, else from the records."""
+    if rollup_covers(group_by=group_by, period=period):
+        return rollup_report_rows(group_by=group_by, period=period, offer=offer)
+    conversions = period.apply(Conversion.objects.all())
+    event_records = period.apply(EventRecord.objects.all())
+    if offer is not None:
+        conversions = conversions.filter(offer_id=offer)
+        event_records = event_records.filter(offer_id=offer)
+    return report_rows(group_by=group_by, conversions=conversions, event_records=event_records)
 
 
 def postback_outcomes(postbacks: QuerySet) -> QuerySet:

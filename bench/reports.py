@@ -1,0 +1,291 @@
+"""``make bench-reports``: reports, list totals and CSV export over 10 million event records.
+
+Uses its own PostgreSQL database (``BENCH_REPORTS_DATABASE_URL``, default
+``postgres://postgres@127.0.0.1:5432/clicktrail_bench``): creates it when missing, migrates
+it, loads the synthetic traffic once with ``load_synthetic`` (COPY) and reuses it after.
+Then times, through the real selectors, views and HTTP layer (Django's test client, a real
+token), each query ``--repeat`` times, and writes the medians to docs/benchmarks.md under
+"## Reports, totals and CSV at 10M event records" (other sections are left as they are).
+
+    python -m bench.reports [--records 10000000] [--repeat 15]
+"""
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Reports, totals and CSV at 10M event records"
+INTRO = """# Benchmarks
+
+Measured on the development machines (2 vCPUs, PostgreSQL with its default settings:
+shared_buffers 128 MB, work_mem 4 MB). Each section is written by its own command; rerun it
+to refresh the numbers.
+"""
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/clicktrail_bench"
+
+
+def ensure_database(url: str) -> None:
+    """Create the benchmark database if it does not exist yet."""
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            print(f"Creating database {name}")
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def timed(fn: Callable[[], object], repeat: int) -> dict[str, float]:
+    fn()  # warm the cache and the connection
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {
+        "min": samples[0],
+        "median": statistics.median(samples),
+        "p90": samples[max(0, int(len(samples) * 0.9) - 1)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--csv-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    url = os.environ.get("BENCH_REPORTS_DATABASE_URL", DEFAULT_URL)
+    ensure_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    from tracking.models import EventRecord
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM tracking_eventrecord")
+        present = cursor.fetchone()[0]
+    if present < args.records:
+        print(f"Loading {args.records - present:,} event records (once; reused afterwards)")
+        call_command("load_synthetic", event_records=args.records - present)
+    else:
+        print(f"Reusing {present:,} event records in {connection.settings_dict['NAME']}")
+    results = run(args, EventRecord)
+    write(results, records=max(present, args.records))
+
+
+def run(args: argparse.Namespace, EventRecord: type) -> list[tuple[str, str, dict]]:  # noqa: N803, C901
+    from django.db import connection
+    from django.test import Client
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from tests.factories import UserFactory, analyst
+    from tracking.models import Conversion
+    from tracking.reports import ReportFilterSet
+    from tracking.selectors import money_totals, report_rows
+
+    offer = (
+        EventRecord.objects.order_by("-id").values_list("offer_id", flat=True).first()
+    )  # an offer of the latest load
+    today = timezone.localdate()
+    since = (today - timedelta(days=29)).isoformat()
+    until = today.isoformat()
+    user = analyst(username="bench-analyst")
+    token, _ = Token.objects.get_or_create(user=user)
+    api = Client(HTTP_AUTHORIZATION=f"Token {token.key}", HTTP_HOST="localhost")
+    admin_user = UserFactory(username="bench-admin", is_superuser=True)
+    browser = Client(HTTP_HOST="localhost")
+    browser.force_login(admin_user)
+
+    def filtered(params: dict) -> ReportFilterSet:
+        filterset = ReportFilterSet(params, queryset=EventRecord.objects.all())
+        assert filterset.is_valid(), filterset.errors
+        return filterset
+
+    def report(params: dict) -> Callable[[], object]:
+        filterset = filtered(params)
+
+        def go() -> object:
+            return report_rows(
+                group_by=filterset.clean_group_by(),
+                conversions=filterset.filter_queryset(Conversion.objects.all()),
+                event_records=filterset.qs,
+            )
+
+        return go
+
+    def http(client: Client, path: str) -> Callable[[], object]:
+        def go() -> object:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+            return response
+
+        return go
+
+    one = {"since": since, "until": until, "offer": str(offer)}
+    results: list[tuple[str, str, dict]] = []
+
+    def add(name: str, what: str, fn: Callable[[], object]) -> None:
+        stats = timed(fn, args.repeat)
+        print(f"{name:<60} median {stats['median']:8.1f} ms")
+        results.append((name, what, stats))
+
+    add(
+        "Report: 30 days, one offer, group_by=day,event (selectors)",
+        "2 index-only scans",
+        report({**one, "group_by": "day,event"}),
+    )
+    add(
+        "Report: same, through GET /api/v1/reports/ (token auth)",
+        "HTTP, JSON",
+        http(api, f"/api/v1/reports/?group_by=day,event&since={since}&until={until}&offer={offer}"),
+    )
+    add(
+        "Report: 30 days, one offer, group_by=day,publisher",
+        "index scan + heap",
+        report({**one, "group_by": "day,publisher"}),
+    )
+    add(
+        "Report: 30 days, all offers, group_by=day,offer",
+        "index-only scans",
+        report({"since": since, "until": until, "group_by": "day,offer"}),
+    )
+    add(
+        "Report: 7 days, all offers, group_by=day,offer,event",
+        "index-only scans",
+        report(
+            {
+                "since": (today - timedelta(days=6)).isoformat(),
+                "until": until,
+                "group_by": "day,offer,event",
+            }
+        ),
+    )
+    add(
+        "Totals: event records, one offer, 30 days",
+        "index-only scan",
+        lambda: list(money_totals(filtered(one).qs)),
+    )
+    add(
+        "Totals: event records, all offers, 30 days (the list's default)",
+        "index-only scan",
+        lambda: list(money_totals(filtered({"since": since, "until": until}).qs)),
+    )
+    add(
+        "Admin: event record list page, default (30 days, totals, 100 rows)",
+        "HTTP, HTML",
+        http(browser, "/admin/tracking/eventrecord/"),
+    )
+    add(
+        "Admin: event record list page, one offer",
+        "HTTP, HTML",
+        http(browser, f"/admin/tracking/eventrecord/?offer__id__exact={offer}"),
+    )
+    add(
+        "Admin: postback log, rejected only (reason filter), 30 days",
+        "HTTP, HTML",
+        http(browser, "/admin/tracking/postbacklog/?reason__exact=unknown_event"),
+    )
+    add(
+        "Admin: reports page, one offer, 30 days",
+        "HTTP, HTML",
+        http(browser, f"/admin/tracking/eventrecord/reports/?offer={offer}"),
+    )
+
+    # CSV: a period holding about --csv-rows event records, streamed through the admin view.
+    recent = EventRecord.objects.filter(created_at__gte=timezone.now() - timedelta(days=10))
+    per_day = max(1, recent.count() // 10)
+    days = max(1, args.csv_rows // per_day)
+    csv_since = (today - timedelta(days=days - 1)).isoformat()
+    tracemalloc.start()
+    started = time.perf_counter()
+    response = browser.get(
+        f"/admin/tracking/eventrecord/export.csv?since={csv_since}&until={until}"
+    )
+    lines = 0
+    size = 0
+    for chunk in response.streaming_content:
+        lines += chunk.count(b"\n")
+        size += len(chunk)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rows = lines - 1
+    print(f"CSV: {rows:,} rows, {size / 1e6:.0f} MB in {elapsed:.1f} s, peak {peak / 1e6:.1f} MB")
+    results.append(
+        (
+            f"CSV export: {days} days, all offers, {rows:,} rows ({size / 1e6:.0f} MB)",
+            f"{rows / elapsed:,.0f} rows/s, Python heap peak {peak / 1e6:.1f} MB",
+            {"min": elapsed * 1000, "median": elapsed * 1000, "p90": elapsed * 1000},
+        )
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE true), pg_size_pretty(pg_total_relation_size("
+            "'tracking_eventrecord')) FROM tracking_eventrecord"
+        )
+        count, size_text = cursor.fetchone()
+    results.append((f"(table: {count:,} event records, {size_text} with indexes)", "", {}))
+    return results
+
+
+def write(results: list[tuple[str, str, dict]], *, records: int) -> None:
+    lines = [
+        SECTION,
+        "",
+        f"`make bench-reports` on {records:,} event records (plus conversions, clicks and "
+        "1M postback log rows; `load_synthetic`: 20 offers, 50 publishers, 90 days). Medians "
+        "of 15 warm runs; the machine is shared, so expect ±30 %.",
+        "",
+        "| what | how | min ms | median ms | p90 ms |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for name, what, stats in results:
+        if not stats:
+            continue
+        lines.append(
+            f"| {name} | {what} | {stats['min']:.1f} | {stats['median']:.1f} | {stats['p90']:.1f} |"
+        )
+    footer = [r[0] for r in results if not r[2]]
+    lines += ["", *footer, "", NOTES.strip(), ""]
+    text = DOC.read_text() if DOC.exists() else INTRO
+    section = "\n".join(lines)
+    pattern = re.compile(re.escape(SECTION) + r".*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text)
+    print(f"Wrote {DOC.relative_to(ROOT)}")
+
+
+NOTES = """
+"""
+
+
+if __name__ == "__main__":
+    main()
