@@ -78,7 +78,8 @@ class AdvertiserAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Advertiser]:
-        return super().get_queryset(request).annotate(offer_count=Count("offers"))
+        # Meta.ordering does not apply to aggregating queries: order explicitly for paging.
+        return super().get_queryset(request).annotate(offer_count=Count("offers")).order_by("name")
 
     def get_fields(self, request: HttpRequest, obj: Advertiser | None = None) -> list[str]:
         return ["name"] if obj is None else ["name", "created_at"]
@@ -243,7 +244,8 @@ class OfferAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Offer]:
-        return super().get_queryset(request).annotate(event_count=Count("events"))
+        # Meta.ordering does not apply to aggregating queries: order explicitly for paging.
+        return super().get_queryset(request).annotate(event_count=Count("events")).order_by("-id")
 
     @admin.display(description="Revenue")
     def revenue(self, offer: Offer) -> str:

@@ -1,0 +1,100 @@
+"""Playwright against pytest-django's live server, driving Debian's Chromium.
+
+Playwright's sync API runs an event loop in this thread, so Django's ORM (used by the
+tests to set up and check data) would refuse to run here without this setting.
+"""
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from playwright.sync_api import Browser, Page, sync_playwright
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    # Never downloads a browser: `make test` installs Debian's chromium when it is missing.
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def ensure_roles() -> None:
+    """The two role groups, as their data migration (tracking/migrations/0002_roles.py) made them.
+
+    Transactional tests empty every table when they end, groups included; Django recreates
+    the permissions on that flush, but not the groups.
+    """
+    roles = importlib.import_module("tracking.migrations.0002_roles").ROLES
+    for name, codenames in roles.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(
+            [
+                Permission.objects.get(content_type__app_label=app, codename=codename)
+                for app, codename in codenames
+            ]
+        )
+
+
+@pytest.fixture
+def roles(transactional_db: None) -> None:
+    ensure_roles()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def roles_left_in_place(django_db_setup: None, django_db_blocker) -> Iterator[None]:  # noqa: ANN001
+    """Put the groups back after these tests' flushes, for whatever runs next (--reuse-db)."""
+    yield
+    with django_db_blocker.unblock():
+        ensure_roles()
+
+
+@pytest.fixture
+def tracking_base(settings, live_server) -> str:  # noqa: ANN001
+    """Generated URLs point at the live server, so a copied URL can really be requested."""
+    settings.TRACKING_BASE_URL = live_server.url
+    return live_server.url
+
+
+@pytest.fixture
+def login(browser: Browser, live_server, roles: None) -> Iterator[Callable[..., Page]]:  # noqa: ANN001
+    """Log a user in through the admin's login form in a fresh browser context."""
+    contexts = []
+
+    def log_in(user) -> Page:  # noqa: ANN001
+        context = browser.new_context(
+            base_url=live_server.url, viewport={"width": 1400, "height": 1000}
+        )
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto("/admin/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_url("**/admin/")
+        return page
+
+    yield log_in
+    for context in contexts:
+        context.close()
