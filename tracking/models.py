@@ -131,10 +131,10 @@ class Conversion(MoneyRecord):
         ]
         indexes = [
             # Reports and lists for one offer over a period; the included columns let the
-            # daily report be answered by an index-only scan on PostgreSQL.
+            # daily report (also by publisher) be answered by an index-only scan on PostgreSQL.
             models.Index(
                 fields=["offer", "created_at"],
-                include=["currency", "revenue", "payout"],
+                include=["publisher", "currency", "revenue", "payout"],
                 name="conversion_offer_created",
             ),
             # Lists and reports filtered by publisher over a period.
@@ -198,11 +198,11 @@ class EventRecord(MoneyRecord):
         indexes = [
             # The postback path's "does this click already have a record of this event?"
             models.Index(fields=["click", "event"], name="eventrecord_click_event"),
-            # Reports for one offer over a period, grouped by day and event: the included
-            # columns make it an index-only scan on PostgreSQL (see docs/benchmarks.md).
+            # Reports for one offer over a period, grouped by day, event or publisher: the
+            # included columns make it an index-only scan on PostgreSQL (docs/benchmarks.md).
             models.Index(
                 fields=["offer", "created_at"],
-                include=["event", "currency", "revenue", "payout"],
+                include=["event", "publisher", "currency", "revenue", "payout"],
                 name="eventrecord_offer_created",
             ),
             # Lists filtered by event over a period.
