@@ -343,6 +343,12 @@ class EventAdmin(admin.ModelAdmin):
     def payout(self, event: Event) -> str:
         return money_rule(event.payout_type, event.payout_value, event.offer.currency)
 
+    def get_actions(self, request: HttpRequest) -> dict:
+        # The bulk delete would bypass event_delete (and list every protected record).
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     def _offer_from_request(self, request: HttpRequest) -> Offer | None:
         offer_id = request.GET.get("offer", "")
         if not offer_id.isdigit():

@@ -200,3 +200,11 @@ def test_analyst_cannot_create_edit_or_delete_events(analyst_admin):
     )
     assert analyst_admin.post(f"/admin/offers/event/{event.pk}/delete/").status_code == 403
     assert Event.objects.filter(pk=event.pk, name=event.name).exists()
+
+
+def test_the_events_list_has_no_bulk_delete_that_would_bypass_the_service(manager_admin):
+    EventFactory()
+
+    response = manager_admin.get("/admin/offers/event/")
+
+    assert "delete_selected" not in response.content.decode()

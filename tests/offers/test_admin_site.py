@@ -1,6 +1,9 @@
 """The admin site itself: branding, its static files, the login, and the roles' reach."""
 
+import json
+
 import pytest
+from django.core.management import call_command
 from django.templatetags.static import static
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +33,28 @@ def test_the_admin_static_files_are_served_by_the_app(client, path):
 
     assert response.status_code == 200
     assert b"".join(response.streaming_content if response.streaming else [response.content])
+
+
+def test_the_admin_static_files_survive_collectstatic_with_the_production_storage(
+    settings, tmp_path
+):
+    # Production (DEBUG=False under gunicorn) serves what collectstatic wrote, by the hashed
+    # names of the manifest, through WhiteNoise; a file that breaks post-processing breaks
+    # `make run` and every deploy.
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+
+    call_command("collectstatic", "--no-input", verbosity=0)
+
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
+    for path in ["offers/admin.css", "offers/admin.js", "admin/css/base.css", "admin/js/core.js"]:
+        hashed = tmp_path / manifest[path]
+        assert hashed.exists(), path
+        assert hashed.with_name(hashed.name + ".gz").exists(), path
+    assert static("offers/admin.css") == f"/static/{manifest['offers/admin.css']}"
 
 
 def test_analyst_sees_every_definition_list_but_no_add_button(analyst_admin):
