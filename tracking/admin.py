@@ -16,7 +16,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -206,14 +206,16 @@ class RecordAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def export_view(self, request: HttpRequest) -> StreamingHttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponse:
         """What the list shows (same filters, search and period), as CSV, streamed."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         try:
             changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters as exc:
-            raise PermissionDenied("Invalid filter.") from exc
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest(
+                "Invalid filter.\n", content_type="text/plain; charset=utf-8"
+            )
         header = [name for name, _ in self.csv_columns]
         fields = [field for _, field in self.csv_columns]
         # iterator(): a server-side cursor on PostgreSQL, so memory stays flat for any size.
