@@ -363,3 +363,22 @@ def test_event_dry_run_returns_the_decision_and_writes_nothing(converted):
     assert outcome.body["event_id"] == event.pk
     assert not EventRecord.objects.exists()
     assert not PostbackLog.objects.exists()
+
+
+def test_the_postback_path_keeps_its_database_round_trips_few(
+    client, converted, django_assert_max_num_queries
+):
+    conversion, event = converted
+    fresh = ClickFactory(offer=conversion.offer)
+    conversion_params = event_params(fresh)
+    params = event_params(conversion.click, event_id=str(event.pk))
+
+    # token, click + offer, then the record and its log row (in a savepoint here).
+    with django_assert_max_num_queries(6):
+        assert client.get("/postback", conversion_params).status_code == 200
+    # token, click + offer, event, conversion + duplicate check, record, log row.
+    with django_assert_max_num_queries(8):
+        assert client.get("/postback", params).status_code == 200
+    # The normal duplicate is answered by the read: no failed insert.
+    with django_assert_max_num_queries(5):
+        assert client.get("/postback", params).status_code == 409
