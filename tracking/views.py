@@ -1,7 +1,7 @@
 """The public hit endpoints: thin function views that parse, call one service, answer."""
 
 from django.core.exceptions import SuspiciousOperation
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -147,6 +147,9 @@ def _answer_postback(request: HttpRequest) -> JsonResponse:
     return JsonResponse(outcome.body, status=outcome.status_code)
 
 
+# The service owns its transaction (record and log row together, the rejected log row
+# outside a failed insert), so a request-wide transaction must never wrap it.
+@transaction.non_atomic_requests
 @csrf_exempt
 @never_cache
 def postback(request: HttpRequest) -> HttpResponse:
@@ -167,6 +170,7 @@ def _carries_postback(request: HttpRequest) -> bool:
         return True
 
 
+@transaction.non_atomic_requests
 @csrf_exempt
 @never_cache
 def root(request: HttpRequest) -> HttpResponse:
