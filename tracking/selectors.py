@@ -205,8 +205,8 @@ def rollup_report_rows(
     numbered = ", ".join(str(i) for i in range(1, len(select) + 2))
     sql = f"""
         SELECT {", ".join([*select, "currency"])},
-               coalesce(sum(count) FILTER (WHERE event_id = 0), 0),
-               coalesce(sum(count) FILTER (WHERE event_id <> 0), 0),
+               coalesce(sum(count) FILTER (WHERE event_id = 0), 0)::bigint,
+               coalesce(sum(count) FILTER (WHERE event_id <> 0), 0)::bigint,
                sum(revenue), sum(payout)
         FROM tracking_hourlytotal WHERE {where}
         GROUP BY {numbered} HAVING sum(count) > 0
@@ -237,7 +237,7 @@ def rollup_totals(
     where, params = _rollup_where(period, offer, event)
     where += " AND event_id = 0" if kind == "conversion" else " AND event_id <> 0"
     sql = f"""
-        SELECT currency, sum(count), sum(revenue), sum(payout) FROM tracking_hourlytotal
+        SELECT currency, sum(count)::bigint, sum(revenue), sum(payout) FROM tracking_hourlytotal
         WHERE {where} GROUP BY currency HAVING sum(count) > 0 ORDER BY currency
     """  # noqa: S608 - only fixed conditions are formatted in
     with connection.cursor() as cursor:
