@@ -1,18 +1,11 @@
-"""Playwright against pytest-django's live server, driving Debian's Chromium.
-
-Playwright's sync API runs an event loop in this thread, so Django's ORM (used by the
-tests to set up and check data) would refuse to run here without this setting.
-"""
+"""Playwright against pytest-django's live server, driving Debian's Chromium."""
 
 import importlib
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 from django.contrib.auth.models import Group, Permission
 from playwright.sync_api import Browser, Page, sync_playwright
-
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -27,10 +20,16 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # Never downloads a browser: `make test` installs Debian's chromium when it is missing.
-    with sync_playwright() as playwright:
+    """Chromium for one test module; never downloaded (`make test` installs Debian's).
+
+    Playwright's sync API runs an event loop in this thread while it is open, so Django's
+    ORM (the tests set up and check data with it) needs DJANGO_ALLOW_ASYNC_UNSAFE meanwhile;
+    the setting is undone, and the loop closed, when the module's tests are done.
+    """
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
