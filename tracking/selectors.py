@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -30,6 +30,11 @@ from tracking.models import Conversion, EventRecord
 
 GROUP_KEYS = ("day", "offer", "event", "publisher")
 ZERO = Decimal("0.00")
+MONEY = DecimalField(max_digits=20, decimal_places=2)
+
+
+def money_sum(field: str) -> Sum:
+    return Sum(field, output_field=MONEY)
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,9 @@ def money_totals(queryset: QuerySet) -> QuerySet:
         .values("currency")
         .annotate(
             count=Count("*"),
-            revenue=Sum("revenue"),
-            payout=Sum("payout"),
-            profit=F("revenue") - F("payout"),  # the two sums above
+            revenue=money_sum("revenue"),
+            payout=money_sum("payout"),
+            profit=ExpressionWrapper(F("revenue") - F("payout"), output_field=MONEY),
         )
         .order_by("currency")
     )
@@ -79,7 +84,7 @@ def _grouped(queryset: QuerySet, group_by: Sequence[str]) -> QuerySet:
     return (
         queryset.order_by()
         .values(*keys, "currency")
-        .annotate(count=Count("*"), revenue=Sum("revenue"), payout=Sum("payout"))
+        .annotate(count=Count("*"), revenue=money_sum("revenue"), payout=money_sum("payout"))
     )
 
 
@@ -124,6 +129,9 @@ def _merge(
             row["revenue"] += item["revenue"]
             row["payout"] += item["payout"]
     for row in rows.values():
+        # Whole cents on every engine (SQLite sums decimals as floats).
+        row["revenue"] = row["revenue"].quantize(ZERO)
+        row["payout"] = row["payout"].quantize(ZERO)
         row["profit"] = row["revenue"] - row["payout"]
 
     def order(identity: tuple) -> tuple:
