@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.contrib.admin.widgets import AdminURLFieldWidget
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
@@ -158,6 +159,7 @@ class OfferForm(forms.ModelForm):
     destination_url = forms.URLField(
         max_length=2000,
         assume_scheme="https",
+        widget=AdminURLFieldWidget(attrs={"class": "vURLField ct-wide"}),
         help_text=Offer._meta.get_field("destination_url").help_text,
     )
 
