@@ -157,6 +157,10 @@ class RecordAdmin(admin.ModelAdmin):
     #: (CSV header, ``values_list`` path) of each exported column.
     csv_columns: list[tuple[str, str]] = []
 
+    @property
+    def count_cap(self) -> int:
+        return LIST_COUNT_CAP
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -232,6 +232,9 @@ def test_pagination_counts_at_most_the_cap(admin_client, monkeypatch):
     assert paginator.count == 4  # the cap plus one: "more than the cap"
     html = changelist(admin_client, "click")
     assert "More than 3 rows match" in html
+    assert "more than 3 results" in html
+    assert "more than 3 clicks" in html
+    assert "Show all" not in html
 
 
 @requires_postgresql
