@@ -12,15 +12,17 @@ The view (``tracking/views.py``) only merges the query string and the form body 
 with ``dry_run=True`` to see the decision without writing anything.
 """
 
+import functools
 import hmac
 import re
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, Q, Value
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from offers.models import Advertiser, Event, Offer
@@ -162,7 +164,7 @@ def postback_process(
     params = {str(name): "" if value is None else str(value) for name, value in params.items()}
     trail = _Trail(type=_postback_type(params))
     try:
-        decision = _decide(params, trail, dry_run=dry_run)
+        decision = _decide(params, trail)
     except _Rejected as rejection:
         return _reject(params, trail, rejection, method, ip, user_agent, dry_run=dry_run)
     if dry_run:
@@ -193,7 +195,7 @@ def postback_unreadable(
 # --- The checks, in the spec's order ------------------------------------------------------
 
 
-def _decide(params: dict[str, str], trail: _Trail, *, dry_run: bool) -> _Decision:
+def _decide(params: dict[str, str], trail: _Trail) -> _Decision:
     # 1. secure or transaction_id missing or empty.
     missing = [name for name in REQUIRED_PARAMETERS if not params.get(name)]
     if missing:
@@ -206,27 +208,35 @@ def _decide(params: dict[str, str], trail: _Trail, *, dry_run: bool) -> _Decisio
     # 2. A parameter malformed.
     data = _validated(params)
 
-    # 3. secure is no advertiser's token.
-    advertiser = _advertiser_for_token(data.secure)
-    if advertiser is None:
-        raise _Rejected(
-            Reason.INVALID_SECURE,
-            "The secure token is not valid. Copy it again from the postback URL you were given.",
-        )
-    trail.advertiser = advertiser
-
-    # 4. No click has this transaction_id.
+    # 3 to 5 in one query in the common case: the click comes with its offer, the offer's
+    # advertiser and the click's conversion ID. When the token is that advertiser's, checks
+    # 3, 4 and 5 all pass; only otherwise is the token looked up on its own, to tell the
+    # three answers apart in the spec's order.
     click = _click_for(data.transaction_id)
-    if click is None:
-        raise _Rejected(
-            Reason.UNKNOWN_TRANSACTION,
-            "No click has this transaction_id. Send the transaction_id that the tracking link "
-            "passed to your landing page.",
-        )
-    trail.click = click
+    if click is not None and _token_matches(click.offer.advertiser, data.secure):
+        trail.advertiser = click.offer.advertiser
+        trail.click = click
+    else:
+        # 3. secure is no advertiser's token.
+        advertiser = _advertiser_for_token(data.secure)
+        if advertiser is None:
+            raise _Rejected(
+                Reason.INVALID_SECURE,
+                "The secure token is not valid. Copy it again from the postback URL you were "
+                "given.",
+            )
+        trail.advertiser = advertiser
 
-    # 5. The click's offer belongs to another advertiser than the token's.
-    if click.offer.advertiser_id != advertiser.pk:
+        # 4. No click has this transaction_id.
+        if click is None:
+            raise _Rejected(
+                Reason.UNKNOWN_TRANSACTION,
+                "No click has this transaction_id. Send the transaction_id that the tracking "
+                "link passed to your landing page.",
+            )
+        trail.click = click
+
+        # 5. The click's offer belongs to another advertiser than the token's.
         raise _Rejected(
             Reason.INVALID_SECURE,
             "This secure token does not authorise postbacks for this transaction_id: the click "
@@ -243,17 +253,17 @@ def _decide(params: dict[str, str], trail: _Trail, *, dry_run: bool) -> _Decisio
 
     if data.is_event:
         return _decide_event(data, click, trail)
-    return _decide_conversion(data, click, dry_run=dry_run)
+    return _decide_conversion(data, click)
 
 
-def _decide_conversion(data: PostbackParams, click: Click, *, dry_run: bool) -> _Decision:
+def _decide_conversion(data: PostbackParams, click: Click) -> _Decision:
     offer = click.offer
     needs_amount = is_percentage(offer.revenue_type) or is_percentage(offer.payout_type)
 
-    # 7. The click already has a conversion. The unique constraint conversion_one_per_click
-    # is the guard (the insert fails for a duplicate); this read is only needed where the
-    # answer must come before the insert: ahead of check 8, and for a dry run.
-    if (dry_run or (needs_amount and data.amount is None)) and _has_conversion(click):
+    # 7. The click already has a conversion (read with the click). The unique constraint
+    # conversion_one_per_click is the guard: a conversion recorded after that read makes the
+    # insert fail, and that becomes this same answer.
+    if click.conversion_id is not None:
         raise _duplicate_conversion()
 
     # 8. A CPS revenue or payout needs the sale amount.
@@ -277,18 +287,20 @@ def _decide_conversion(data: PostbackParams, click: Click, *, dry_run: bool) -> 
 
 def _decide_event(data: PostbackParams, click: Click, trail: _Trail) -> _Decision:
     # 7 and 8: the event, by event_id and/or event_name (exact, case sensitive), within
-    # the click's offer.
-    event = _event_for(click.offer, data)
+    # the click's offer. The same query tells whether this click has records of it.
+    event = _event_for(click, data)
     trail.event = event
 
-    # 9 and 10, answered by one query.
-    conversion_id, duplicate = _conversion_and_duplicate(click, event, data.adv_sub)
+    # 9. Events need a conversion first (its ID was read with the click).
+    conversion_id = click.conversion_id
     if conversion_id is None:
         raise _Rejected(
             Reason.NO_CONVERSION,
             "No conversion is recorded for this transaction_id; events need a conversion first.",
         )
-    if duplicate:
+
+    # 10. Already recorded for this click (per adv_sub for an event that allows multiple).
+    if _is_duplicate_event(event, data.adv_sub):
         raise _duplicate_event(event, data.adv_sub)
 
     # 11. A CPS revenue or payout needs the sale amount.
@@ -381,6 +393,12 @@ def _invalid(name: str, problem: str) -> _Rejected:
 # --- Reads -----------------------------------------------------------------------------------
 
 
+def _token_matches(advertiser: Advertiser, secure: str) -> bool:
+    """Whether ``secure`` is this advertiser's token, compared in constant time."""
+    given = secure.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(advertiser.postback_token.encode("utf-8"), given)
+
+
 def _advertiser_for_token(secure: str) -> Advertiser | None:
     """The advertiser owning this token, found by digest and confirmed in constant time."""
     advertiser = (
@@ -388,44 +406,142 @@ def _advertiser_for_token(secure: str) -> Advertiser | None:
         .only("id", "name", "postback_token")
         .first()
     )
-    if advertiser is None:
-        return None
-    given = secure.encode("utf-8", "surrogatepass")
-    if not hmac.compare_digest(advertiser.postback_token.encode("utf-8"), given):
+    if advertiser is None or not _token_matches(advertiser, secure):
         return None
     return advertiser
 
 
+# The two reads of the hot path are written in SQL: building and compiling the equivalent
+# QuerySets cost more CPU than everything else an accepted postback does (measured with
+# cProfile; docs/benchmarks.md). They read the same tables and indexes the ORM would.
+
+# The click with what the checks and the record need of its offer and the offer's
+# advertiser, and its conversion's ID. Money is read as text so that both engines hand
+# back exact decimals. Serves: tracking_click's unique index on transaction_id, then
+# conversion_one_per_click.
+_CLICK_SQL = """
+SELECT c.id, c.transaction_id, c.offer_id, c.publisher_id,
+       o.advertiser_id, o.currency,
+       o.revenue_type, CAST(o.revenue_value AS TEXT),
+       o.payout_type, CAST(o.payout_value AS TEXT),
+       a.postback_token,
+       (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id
+FROM tracking_click c
+JOIN offers_offer o ON o.id = c.offer_id
+JOIN offers_advertiser a ON a.id = o.advertiser_id
+WHERE c.transaction_id = %s
+"""
+
+# The events of an offer named by event_id or event_name, with whether this click already
+# has records of each (has_record) and records with this adv_sub (has_adv_sub_record).
+# Serves: event_name_unique_per_offer / the primary key, then eventrecord_click_event.
+_EVENTS_SQL = """
+SELECT e.id, e.name, e.revenue_type, CAST(e.revenue_value AS TEXT),
+       e.payout_type, CAST(e.payout_value AS TEXT), e.allow_multiple,
+       EXISTS (SELECT 1 FROM tracking_eventrecord r
+               WHERE r.click_id = %(click)s AND r.event_id = e.id) AS has_record,
+       EXISTS (SELECT 1 FROM tracking_eventrecord r
+               WHERE r.click_id = %(click)s AND r.event_id = e.id
+                 AND r.adv_sub = %(adv_sub)s AND r.adv_sub <> '') AS has_adv_sub_record
+FROM offers_event e
+WHERE e.offer_id = %(offer)s AND (e.id = %(event_id)s OR e.name = %(event_name)s)
+"""
+
+
+def _fetch(sql: str, params: object) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def _click_for(transaction_id: str) -> Click | None:
+    """The click with its offer, the offer's advertiser and ``conversion_id`` (or None)."""
     if not _TRANSACTION_ID_RE.fullmatch(transaction_id):
         return None
-    return Click.objects.select_related("offer").filter(transaction_id=transaction_id).first()
+    rows = _fetch(_CLICK_SQL, [transaction_id])
+    if not rows:
+        return None
+    (
+        click_id,
+        transaction_id,
+        offer_id,
+        publisher_id,
+        advertiser_id,
+        currency,
+        revenue_type,
+        revenue_value,
+        payout_type,
+        payout_value,
+        token,
+        conversion_id,
+    ) = rows[0]
+    alias = connection.alias
+    advertiser = Advertiser.from_db(alias, ["id", "postback_token"], [advertiser_id, token])
+    offer = Offer.from_db(
+        alias,
+        ["id", "advertiser_id", "currency", "revenue_type", "revenue_value", "payout_type",
+         "payout_value"],
+        [offer_id, advertiser_id, currency, revenue_type, Decimal(revenue_value), payout_type,
+         Decimal(payout_value)],
+    )  # fmt: skip
+    offer.advertiser = advertiser
+    click = Click.from_db(
+        alias,
+        ["id", "transaction_id", "offer_id", "publisher_id"],
+        [click_id, transaction_id, offer_id, publisher_id],
+    )
+    click.offer = offer
+    click.conversion_id = conversion_id
+    return click
 
 
 def _has_conversion(click: Click) -> bool:
     return Conversion.objects.filter(click_id=click.pk).exists()
 
 
-def _event_for(offer: Offer, data: PostbackParams) -> Event:
-    """Checks 7 (each identifier sent names an event of the offer) and 8 (the same one)."""
-    lookup = Q()
-    if data.event_id is not None and data.event_id <= MAX_ID:
-        lookup |= Q(pk=data.event_id)
-    if data.event_name is not None:
-        lookup |= Q(name=data.event_name)
-    events = list(Event.objects.filter(lookup, offer_id=offer.pk)) if lookup else []
+def _event_for(click: Click, data: PostbackParams) -> Event:
+    """Checks 7 (each identifier sent names an event of the offer) and 8 (the same one).
+
+    Each event comes annotated with whether this click already has records of it
+    (``has_record``) and records with this ``adv_sub`` (``has_adv_sub_record``), for check 10.
+    """
+    offer_id = click.offer_id
+    # An event_id beyond the column's range names no event (and is never sent as a bind).
+    event_id = data.event_id if data.event_id is not None and data.event_id <= MAX_ID else None
+    events = []
+    if event_id is not None or data.event_name is not None:
+        rows = _fetch(
+            _EVENTS_SQL,
+            {
+                "click": click.pk,
+                "adv_sub": data.adv_sub,
+                "offer": offer_id,
+                "event_id": event_id,
+                "event_name": data.event_name,
+            },
+        )
+        for pk, name, rev_type, rev_value, pay_type, pay_value, multiple, has, has_sub in rows:
+            event = Event.from_db(
+                connection.alias,
+                ["id", "offer_id", "name", "revenue_type", "revenue_value", "payout_type",
+                 "payout_value", "allow_multiple"],
+                [pk, offer_id, name, rev_type, Decimal(rev_value), pay_type, Decimal(pay_value),
+                 bool(multiple)],
+            )  # fmt: skip
+            event.has_record, event.has_adv_sub_record = bool(has), bool(has_sub)
+            events.append(event)
     by_id = next((e for e in events if e.pk == data.event_id), None)
     by_name = next((e for e in events if e.name == data.event_name), None)
 
     if data.event_id is not None and by_id is None:
         raise _Rejected(
             Reason.UNKNOWN_EVENT,
-            f"Offer {offer.pk} has no event with event_id {data.event_id}.",
+            f"Offer {offer_id} has no event with event_id {data.event_id}.",
         )
     if data.event_name is not None and by_name is None:
         raise _Rejected(
             Reason.UNKNOWN_EVENT,
-            f"Offer {offer.pk} has no event named “{data.event_name}” (names are case sensitive).",
+            f"Offer {offer_id} has no event named “{data.event_name}” (names are case sensitive).",
         )
     if by_id is not None and by_name is not None and by_id.pk != by_name.pk:
         raise _Rejected(
@@ -438,32 +554,24 @@ def _event_for(offer: Offer, data: PostbackParams) -> Event:
     return event
 
 
-def _duplicate_lookup(click: Click, event: Event, adv_sub: str) -> Q | None:
-    """Which existing records make this event postback a duplicate (check 10), if any can.
+def _is_duplicate_event(event: Event, adv_sub: str) -> bool:
+    """Check 10 from the annotations of ``_event_for``, by the event's current setting.
 
-    Read from the event's current setting, so an event switched from multiple to single
-    refuses a second record even where the older records were stored as multiple.
+    An event switched from multiple to single refuses a second record even where the older
+    records were stored as multiple.
     """
+    if not event.allow_multiple:
+        return event.has_record
+    return bool(adv_sub) and event.has_adv_sub_record
+
+
+def _duplicate_lookup(click: Click, event: Event, adv_sub: str) -> Q | None:
+    """Which existing records make this event postback a duplicate (check 10), if any can."""
     if not event.allow_multiple:
         return Q(click_id=click.pk, event_id=event.pk)
     if adv_sub:
         return Q(click_id=click.pk, event_id=event.pk, adv_sub=adv_sub)
     return None
-
-
-def _conversion_and_duplicate(click: Click, event: Event, adv_sub: str) -> tuple[int | None, bool]:
-    """The click's conversion ID (or None) and whether check 10 finds a duplicate."""
-    lookup = _duplicate_lookup(click, event, adv_sub)
-    duplicate = Exists(EventRecord.objects.filter(lookup)) if lookup is not None else Value(False)
-    row = (
-        Conversion.objects.filter(click_id=click.pk)
-        .annotate(duplicate=duplicate)
-        .values_list("id", "duplicate")
-        .first()
-    )
-    if row is None:
-        return None, False
-    return row[0], bool(row[1])
 
 
 def _has_duplicate_event(click: Click, event: Event, adv_sub: str) -> bool:
@@ -545,23 +653,19 @@ def _accept(
         record.event_id = decision.event.pk
         record.conversion_id = decision.conversion_id
         record.allow_multiple = decision.event.allow_multiple
-    body_fields = {"conversion": record} if decision.event is None else {"event_record": record}
+    log = _log_row(
+        params,
+        trail,
+        method,
+        ip,
+        user_agent,
+        status_code=STATUS[Reason.ACCEPTED],
+        reason=Reason.ACCEPTED,
+        message="",
+        created_at=now,
+    )
     try:
-        with transaction.atomic():
-            record.save(force_insert=True)
-            body = _accepted_body(decision, record_id=record.pk)
-            log = _log(
-                params,
-                trail,
-                method,
-                ip,
-                user_agent,
-                status_code=STATUS[Reason.ACCEPTED],
-                reason=Reason.ACCEPTED,
-                message="",
-                created_at=now,
-                **body_fields,
-            )
+        _insert_together(record, log)
     except IntegrityError:
         # Another request recorded the same thing between our reads and our insert (a
         # retry storm, several workers): the unique constraint made this insert fail and
@@ -578,10 +682,83 @@ def _accept(
     return PostbackOutcome(
         status_code=STATUS[Reason.ACCEPTED],
         reason=Reason.ACCEPTED,
-        body=body,
+        body=_accepted_body(decision, record_id=record.pk),
         log=log,
         record=record,
     )
+
+
+def _insert_together(record: Conversion | EventRecord, log: PostbackLog) -> None:
+    """Insert an accepted record and its log row (linked to it) atomically.
+
+    On PostgreSQL this is one statement, a data-modifying CTE: a statement is atomic by
+    itself, so the hot path needs one round trip instead of BEGIN, two INSERTs and COMMIT
+    (docs/benchmarks.md). Inside an outer transaction (the admin's test postbacks, tests) it
+    runs in a savepoint, so a lost race leaves the outer transaction usable. Elsewhere
+    (SQLite) the two inserts share a transaction. Either way a unique constraint that
+    refuses the record raises ``IntegrityError`` and nothing is written.
+    """
+    link = "conversion" if isinstance(record, Conversion) else "event_record"
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            record.save(force_insert=True)
+            setattr(log, link, record)
+            log.save(force_insert=True)
+        return
+    sql, record_fields, log_fields = _insert_together_sql(type(record), link)
+    values = [
+        # The database driver adapts every plain Python value here itself; only JSON needs
+        # the field's own preparation. (Doing that for all ~40 fields cost as much as the
+        # two reads.)
+        field.get_db_prep_save(getattr(instance, field.attname), connection)
+        if needs_prep
+        else getattr(instance, field.attname)
+        for instance, fields in ((record, record_fields), (log, log_fields))
+        for field, needs_prep in fields
+    ]
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        log.pk, record.pk = cursor.fetchone()
+    for instance in (record, log):
+        instance._state.adding = False
+        instance._state.db = connection.alias
+    setattr(log, link, record)
+
+
+@functools.cache
+def _insert_together_sql(record_model: type, link: str) -> tuple[str, list, list]:
+    """The CTE inserting a ``record_model`` row and its log row, and the fields it binds."""
+    quote = connection.ops.quote_name
+    record_fields = [f for f in record_model._meta.concrete_fields if not f.primary_key]
+    link_column = PostbackLog._meta.get_field(link).column
+    log_fields = [
+        f
+        for f in PostbackLog._meta.concrete_fields
+        if not f.primary_key and f.column != link_column
+    ]
+
+    def columns(fields: list) -> str:
+        return ", ".join(quote(f.column) for f in fields)
+
+    def placeholders(fields: list) -> str:
+        return ", ".join(["%s"] * len(fields))
+
+    # Only table and column names from the models are interpolated; values are bound.
+    sql = (
+        f"WITH record AS (INSERT INTO {quote(record_model._meta.db_table)} "  # noqa: S608
+        f"({columns(record_fields)}) VALUES ({placeholders(record_fields)}) RETURNING id) "
+        f"INSERT INTO {quote(PostbackLog._meta.db_table)} "
+        f"({columns(log_fields)}, {quote(link_column)}) "
+        f"SELECT {placeholders(log_fields)}, record.id FROM record "
+        f"RETURNING id, {quote(link_column)}"
+    )
+    return sql, _with_prep(record_fields), _with_prep(log_fields)
+
+
+def _with_prep(fields: list) -> list[tuple]:
+    """Each field, and whether its value needs the field's own preparation (JSON)."""
+    return [(field, isinstance(field, models.JSONField)) for field in fields]
 
 
 def _reject(
@@ -613,7 +790,14 @@ def _reject(
     )
 
 
-def _log(
+def _log(params: dict[str, str], trail: _Trail, *args: object, **kwargs: object) -> PostbackLog:
+    """Write the log row of a rejected request (its own autocommit insert)."""
+    log = _log_row(params, trail, *args, **kwargs)
+    log.save(force_insert=True)
+    return log
+
+
+def _log_row(
     params: dict[str, str],
     trail: _Trail,
     method: str,
@@ -624,10 +808,9 @@ def _log(
     reason: Reason,
     message: str,
     created_at: datetime | None = None,
-    conversion: Conversion | None = None,
-    event_record: EventRecord | None = None,
 ) -> PostbackLog:
-    """The request's log row: every parameter (``secure`` masked), where it got, the outcome."""
+    """The request's log row, unsaved: every parameter (``secure`` masked), where it got, the
+    outcome."""
     secure = params.get("secure", "")
     click = trail.click
     log = PostbackLog(
@@ -646,10 +829,7 @@ def _log(
         offer_id=click.offer_id if click else None,
         event_id=trail.event.pk if trail.event else None,
         click_id=click.pk if click else None,
-        conversion=conversion,
-        event_record=event_record,
     )
-    log.save(force_insert=True)
     return log
 
 
@@ -673,7 +853,6 @@ def loggable_params(params: Mapping[str, str]) -> dict[str, str]:
     for name, value in list(params.items())[:LOG_PARAMETER_LIMIT]:
         # Also where a misconfigured URL repeats the token under another name.
         if name == "secure" or (secure and value == secure):
-            kept[name] = printable(mask_token(value))
-        else:
-            kept[printable(name)[:LOG_NAME_LIMIT]] = printable(value)[:LOG_VALUE_LIMIT]
+            value = mask_token(value)
+        kept[printable(name)[:LOG_NAME_LIMIT]] = printable(value)[:LOG_VALUE_LIMIT]
     return kept

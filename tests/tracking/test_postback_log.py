@@ -11,6 +11,7 @@ import pytest
 from django.core import serializers
 from django.db import DatabaseError, connection
 
+from offers.tokens import mask_token
 from tests.factories import ClickFactory, ConversionFactory, EventFactory
 from tests.markers import requires_postgresql
 from tracking.models import Conversion, EventRecord, PostbackLog
@@ -276,3 +277,16 @@ def test_an_unreachable_database_answers_503_unavailable_with_retry_after():
     assert answer["body"]["reason"] == "unavailable"
     assert answer["body"]["status"] == "rejected"
     assert "x" * 43 not in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_parameter_repeating_the_token_under_an_unprintable_name_is_logged_escaped(client):
+    # Found by hypothesis: the masked branch kept the raw name, and PostgreSQL refuses NUL
+    # in JSON.
+    token = "A" * 43
+
+    response = client.get("/postback", {"secure": token, "odd\x00name": token})
+
+    assert response.status_code == 400
+    log = PostbackLog.objects.get()
+    assert log.params["odd\\x00name"] == mask_token(token)
