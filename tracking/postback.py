@@ -29,6 +29,7 @@ from offers.models import Advertiser, Event, Offer
 from offers.money import earned, is_percentage
 from offers.tokens import mask_token, token_digest
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
+from tracking.sql import fetch, instance
 
 REQUIRED_PARAMETERS = ("secure", "transaction_id")
 ADV_SUB_PARAMETERS = ("adv_sub", "adv_sub2", "adv_sub3", "adv_sub4", "adv_sub5")
@@ -448,17 +449,11 @@ WHERE e.offer_id = %(offer)s AND (e.id = %(event_id)s OR e.name = %(event_name)s
 """
 
 
-def _fetch(sql: str, params: object) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
 def _click_for(transaction_id: str) -> Click | None:
     """The click with its offer, the offer's advertiser and ``conversion_id`` (or None)."""
     if not _TRANSACTION_ID_RE.fullmatch(transaction_id):
         return None
-    rows = _fetch(_CLICK_SQL, [transaction_id])
+    rows = fetch(_CLICK_SQL, [transaction_id])
     if not rows:
         return None
     (
@@ -475,20 +470,24 @@ def _click_for(transaction_id: str) -> Click | None:
         token,
         conversion_id,
     ) = rows[0]
-    alias = connection.alias
-    advertiser = Advertiser.from_db(alias, ["id", "postback_token"], [advertiser_id, token])
-    offer = Offer.from_db(
-        alias,
-        ["id", "advertiser_id", "currency", "revenue_type", "revenue_value", "payout_type",
-         "payout_value"],
-        [offer_id, advertiser_id, currency, revenue_type, Decimal(revenue_value), payout_type,
-         Decimal(payout_value)],
-    )  # fmt: skip
+    advertiser = instance(Advertiser, id=advertiser_id, postback_token=token)
+    offer = instance(
+        Offer,
+        id=offer_id,
+        advertiser_id=advertiser_id,
+        currency=currency,
+        revenue_type=revenue_type,
+        revenue_value=Decimal(revenue_value),
+        payout_type=payout_type,
+        payout_value=Decimal(payout_value),
+    )
     offer.advertiser = advertiser
-    click = Click.from_db(
-        alias,
-        ["id", "transaction_id", "offer_id", "publisher_id"],
-        [click_id, transaction_id, offer_id, publisher_id],
+    click = instance(
+        Click,
+        id=click_id,
+        transaction_id=transaction_id,
+        offer_id=offer_id,
+        publisher_id=publisher_id,
     )
     click.offer = offer
     click.conversion_id = conversion_id
@@ -510,7 +509,7 @@ def _event_for(click: Click, data: PostbackParams) -> Event:
     event_id = data.event_id if data.event_id is not None and data.event_id <= MAX_ID else None
     events = []
     if event_id is not None or data.event_name is not None:
-        rows = _fetch(
+        rows = fetch(
             _EVENTS_SQL,
             {
                 "click": click.pk,
@@ -521,13 +520,17 @@ def _event_for(click: Click, data: PostbackParams) -> Event:
             },
         )
         for pk, name, rev_type, rev_value, pay_type, pay_value, multiple, has, has_sub in rows:
-            event = Event.from_db(
-                connection.alias,
-                ["id", "offer_id", "name", "revenue_type", "revenue_value", "payout_type",
-                 "payout_value", "allow_multiple"],
-                [pk, offer_id, name, rev_type, Decimal(rev_value), pay_type, Decimal(pay_value),
-                 bool(multiple)],
-            )  # fmt: skip
+            event = instance(
+                Event,
+                id=pk,
+                offer_id=offer_id,
+                name=name,
+                revenue_type=rev_type,
+                revenue_value=Decimal(rev_value),
+                payout_type=pay_type,
+                payout_value=Decimal(pay_value),
+                allow_multiple=bool(multiple),
+            )
             event.has_record, event.has_adv_sub_record = bool(has), bool(has_sub)
             events.append(event)
     by_id = next((e for e in events if e.pk == data.event_id), None)
@@ -710,19 +713,19 @@ def _insert_together(record: Conversion | EventRecord, log: PostbackLog) -> None
         # The database driver adapts every plain Python value here itself; only JSON needs
         # the field's own preparation. (Doing that for all ~40 fields cost as much as the
         # two reads.)
-        field.get_db_prep_save(getattr(instance, field.attname), connection)
+        field.get_db_prep_save(getattr(row, field.attname), connection)
         if needs_prep
-        else getattr(instance, field.attname)
-        for instance, fields in ((record, record_fields), (log, log_fields))
+        else getattr(row, field.attname)
+        for row, fields in ((record, record_fields), (log, log_fields))
         for field, needs_prep in fields
     ]
     savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
     with savepoint, connection.cursor() as cursor:
         cursor.execute(sql, values)
         log.pk, record.pk = cursor.fetchone()
-    for instance in (record, log):
-        instance._state.adding = False
-        instance._state.db = connection.alias
+    for saved in (record, log):
+        saved._state.adding = False
+        saved._state.db = connection.alias
     setattr(log, link, record)
 
 

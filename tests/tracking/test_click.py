@@ -85,6 +85,8 @@ def test_destination_without_macros_is_used_as_is(client):
         (lambda o, p: {"offer_id": "abc", "aff_id": p.pk}, "Unknown offer"),
         (lambda o, p: {"offer_id": "-1", "aff_id": p.pk}, "Unknown offer"),
         (lambda o, p: {"offer_id": "1" * 40, "aff_id": p.pk}, "Unknown offer"),
+        (lambda o, p: {"offer_id": 2**31, "aff_id": p.pk}, f"No offer has ID {2**31}"),
+        (lambda o, p: {"offer_id": o.pk, "aff_id": 10**17}, f"No publisher has ID {10**17}"),
         (lambda o, p: {"offer_id": o.pk, "aff_id": "١٢"}, "Unknown publisher"),
     ],
 )
