@@ -12,16 +12,14 @@ The view (``tracking/views.py``) only merges the query string and the form body 
 with ``dry_run=True`` to see the decision without writing anything.
 """
 
-import functools
 import hmac
 import re
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -29,7 +27,7 @@ from offers.models import Advertiser, Event, Offer
 from offers.money import earned, is_percentage
 from offers.tokens import mask_token, token_digest
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
-from tracking.sql import fetch, instance
+from tracking.sql import fetch, insert, insert_linked, instance
 
 REQUIRED_PARAMETERS = ("secure", "transaction_id")
 ADV_SUB_PARAMETERS = ("adv_sub", "adv_sub2", "adv_sub3", "adv_sub4", "adv_sub5")
@@ -402,19 +400,22 @@ def _token_matches(advertiser: Advertiser, secure: str) -> bool:
 
 def _advertiser_for_token(secure: str) -> Advertiser | None:
     """The advertiser owning this token, found by digest and confirmed in constant time."""
-    advertiser = (
-        Advertiser.objects.filter(postback_token_digest=token_digest(secure))
-        .only("id", "name", "postback_token")
-        .first()
-    )
-    if advertiser is None or not _token_matches(advertiser, secure):
+    rows = fetch(_ADVERTISER_SQL, [token_digest(secure)])
+    if not rows:
         return None
-    return advertiser
+    advertiser_id, name, token = rows[0]
+    advertiser = instance(Advertiser, id=advertiser_id, name=name, postback_token=token)
+    return advertiser if _token_matches(advertiser, secure) else None
 
 
-# The two reads of the hot path are written in SQL: building and compiling the equivalent
+# The reads of the hot path are written in SQL: building and compiling the equivalent
 # QuerySets cost more CPU than everything else an accepted postback does (measured with
 # cProfile; docs/benchmarks.md). They read the same tables and indexes the ORM would.
+
+# Serves: the unique index on postback_token_digest.
+_ADVERTISER_SQL = """
+SELECT id, name, postback_token FROM offers_advertiser WHERE postback_token_digest = %s
+"""
 
 # The click with what the checks and the record need of its offer and the offer's
 # advertiser, and its conversion's ID. Money is read as text so that both engines hand
@@ -667,8 +668,10 @@ def _accept(
         message="",
         created_at=now,
     )
+    link = "conversion" if decision.event is None else "event_record"
     try:
-        _insert_together(record, log)
+        # The record and its log row together, in one statement on PostgreSQL.
+        insert_linked(record, log, link)
     except IntegrityError:
         # Another request recorded the same thing between our reads and our insert (a
         # retry storm, several workers): the unique constraint made this insert fail and
@@ -689,79 +692,6 @@ def _accept(
         log=log,
         record=record,
     )
-
-
-def _insert_together(record: Conversion | EventRecord, log: PostbackLog) -> None:
-    """Insert an accepted record and its log row (linked to it) atomically.
-
-    On PostgreSQL this is one statement, a data-modifying CTE: a statement is atomic by
-    itself, so the hot path needs one round trip instead of BEGIN, two INSERTs and COMMIT
-    (docs/benchmarks.md). Inside an outer transaction (the admin's test postbacks, tests) it
-    runs in a savepoint, so a lost race leaves the outer transaction usable. Elsewhere
-    (SQLite) the two inserts share a transaction. Either way a unique constraint that
-    refuses the record raises ``IntegrityError`` and nothing is written.
-    """
-    link = "conversion" if isinstance(record, Conversion) else "event_record"
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            record.save(force_insert=True)
-            setattr(log, link, record)
-            log.save(force_insert=True)
-        return
-    sql, record_fields, log_fields = _insert_together_sql(type(record), link)
-    values = [
-        # The database driver adapts every plain Python value here itself; only JSON needs
-        # the field's own preparation. (Doing that for all ~40 fields cost as much as the
-        # two reads.)
-        field.get_db_prep_save(getattr(row, field.attname), connection)
-        if needs_prep
-        else getattr(row, field.attname)
-        for row, fields in ((record, record_fields), (log, log_fields))
-        for field, needs_prep in fields
-    ]
-    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    with savepoint, connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        log.pk, record.pk = cursor.fetchone()
-    for saved in (record, log):
-        saved._state.adding = False
-        saved._state.db = connection.alias
-    setattr(log, link, record)
-
-
-@functools.cache
-def _insert_together_sql(record_model: type, link: str) -> tuple[str, list, list]:
-    """The CTE inserting a ``record_model`` row and its log row, and the fields it binds."""
-    quote = connection.ops.quote_name
-    record_fields = [f for f in record_model._meta.concrete_fields if not f.primary_key]
-    link_column = PostbackLog._meta.get_field(link).column
-    log_fields = [
-        f
-        for f in PostbackLog._meta.concrete_fields
-        if not f.primary_key and f.column != link_column
-    ]
-
-    def columns(fields: list) -> str:
-        return ", ".join(quote(f.column) for f in fields)
-
-    def placeholders(fields: list) -> str:
-        return ", ".join(["%s"] * len(fields))
-
-    # Only table and column names from the models are interpolated; values are bound.
-    sql = (
-        f"WITH record AS (INSERT INTO {quote(record_model._meta.db_table)} "  # noqa: S608
-        f"({columns(record_fields)}) VALUES ({placeholders(record_fields)}) RETURNING id) "
-        f"INSERT INTO {quote(PostbackLog._meta.db_table)} "
-        f"({columns(log_fields)}, {quote(link_column)}) "
-        f"SELECT {placeholders(log_fields)}, record.id FROM record "
-        f"RETURNING id, {quote(link_column)}"
-    )
-    return sql, _with_prep(record_fields), _with_prep(log_fields)
-
-
-def _with_prep(fields: list) -> list[tuple]:
-    """Each field, and whether its value needs the field's own preparation (JSON)."""
-    return [(field, isinstance(field, models.JSONField)) for field in fields]
 
 
 def _reject(
@@ -796,7 +726,7 @@ def _reject(
 def _log(params: dict[str, str], trail: _Trail, *args: object, **kwargs: object) -> PostbackLog:
     """Write the log row of a rejected request (its own autocommit insert)."""
     log = _log_row(params, trail, *args, **kwargs)
-    log.save(force_insert=True)
+    insert(log)
     return log
 
 

@@ -166,6 +166,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # A 4xx answer is expected traffic, not a server problem: every rejected postback is
+        # recorded with its reason in the postback log, and a warning line per rejection
+        # would flood the server log (and cost measurable time per request). 5xx are logged.
+        "django.request": {"level": "ERROR"},
         # runserver's own handler would print request lines unfiltered; send them through ours.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },

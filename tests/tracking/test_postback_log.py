@@ -216,6 +216,8 @@ def test_no_server_log_line_carries_the_token(client, caplog):
     click = ClickFactory()
     token = click.offer.advertiser.postback_token
     caplog.set_level(logging.DEBUG)
+    # 4xx warnings are off by default (see the next test); turned on, they still carry no token.
+    caplog.set_level(logging.DEBUG, logger="django.request")
 
     client.get("/postback", params_for(click))
     client.get("/postback", params_for(click))  # 409
@@ -226,6 +228,16 @@ def test_no_server_log_line_carries_the_token(client, caplog):
     assert caplog.records, "Django logs 4xx answers; the check below must see them"
     assert token not in caplog.text
     assert "secure=" not in caplog.text
+
+
+def test_rejected_postbacks_write_no_warning_line_per_request(client, caplog):
+    caplog.set_level(logging.DEBUG)
+
+    response = client.get("/postback", {"secure": "x" * 43, "transaction_id": "y" * 32})
+
+    assert response.status_code == 403
+    assert not [r for r in caplog.records if r.name == "django.request"]
+    assert PostbackLog.objects.get().reason == "invalid_secure"
 
 
 @requires_postgresql
