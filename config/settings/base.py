@@ -86,7 +86,7 @@ def database_config(url: str) -> dict:
     elif engine in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
         config["ENGINE"] = "django.db.backends.postgresql"
         config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
-        config["CONN_HEALTH_CHECKS"] = True
+        config["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
         config.setdefault("OPTIONS", {})
         config["OPTIONS"].setdefault("connect_timeout", 5)
         config["OPTIONS"].setdefault("application_name", "clicktrail")

@@ -1,0 +1,56 @@
+"""config.wsgi sends the tracking hits through a lean handler and the rest through the full one."""
+
+import io
+
+import pytest
+
+from config.hits import HIT_PATHS
+from config.wsgi import application, full_application, hit_application
+
+
+def call(path: str, query: str = "") -> tuple[str, dict[str, str], bytes]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "testserver",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+    }
+    answer = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answer["status"], answer["headers"] = status, dict(headers)
+
+    body = b"".join(application(environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_postback_through_the_lean_handler_answers_json_with_security_headers():
+    status, headers, body = call("/postback", "secure=x&transaction_id=y")
+
+    assert status.startswith("403")
+    assert headers["Content-Type"] == "application/json"
+    assert "X-Content-Type-Options" in headers  # SecurityMiddleware ran
+    assert "Set-Cookie" not in headers and "Cookie" not in headers.get("Vary", "")
+    assert "X-Frame-Options" not in headers  # the full stack's middleware did not run
+    assert b"invalid_secure" in body
+
+
+def test_the_hit_paths_are_exactly_the_tracking_endpoints():
+    assert {"/postback", "/postback/", "/click", "/healthz"} == HIT_PATHS
+    assert hit_application is not full_application
+
+
+@pytest.mark.django_db(transaction=True)
+def test_other_paths_keep_the_full_stack():
+    status, headers, _ = call("/admin/login/")
+
+    assert status.startswith("200")
+    assert "csrftoken" in headers.get("Set-Cookie", "")
+    assert headers["X-Frame-Options"] == "DENY"
