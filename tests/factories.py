@@ -1,10 +1,11 @@
 """factory-boy factories for every model."""
 
+import importlib
 from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from factory.django import DjangoModelFactory
 
 from offers.models import Advertiser, Event, MoneyType, Offer, Publisher
@@ -27,9 +28,29 @@ class UserFactory(DjangoModelFactory):
     @factory.post_generation
     def groups(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
         if create and extracted:
+            ensure_roles()
             self.groups.set(Group.objects.filter(name__in=extracted))
         if create:
             self.save()
+
+
+def ensure_roles() -> None:
+    """The two role groups, as their data migration (tracking/migrations/0002_roles.py) made them.
+
+    Transactional tests empty every table when they end, groups included; Django recreates
+    the permissions on that flush, but not the groups. Users made with ``groups=[…]`` call
+    this, so a role test never depends on which test ran before it.
+    """
+    roles = importlib.import_module("tracking.migrations.0002_roles").ROLES
+    for name, codenames in roles.items():
+        group, created = Group.objects.get_or_create(name=name)
+        if created or not group.permissions.exists():
+            group.permissions.set(
+                [
+                    Permission.objects.get(content_type__app_label=app, codename=codename)
+                    for app, codename in codenames
+                ]
+            )
 
 
 def account_manager(**kwargs: object):  # noqa: ANN201

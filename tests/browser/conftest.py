@@ -1,11 +1,11 @@
 """Playwright against pytest-django's live server, driving Debian's Chromium."""
 
-import importlib
 from collections.abc import Callable, Iterator
 
 import pytest
-from django.contrib.auth.models import Group, Permission
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.factories import ensure_roles
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -35,23 +35,6 @@ def browser() -> Iterator[Browser]:
         )
         yield chromium
         chromium.close()
-
-
-def ensure_roles() -> None:
-    """The two role groups, as their data migration (tracking/migrations/0002_roles.py) made them.
-
-    Transactional tests empty every table when they end, groups included; Django recreates
-    the permissions on that flush, but not the groups.
-    """
-    roles = importlib.import_module("tracking.migrations.0002_roles").ROLES
-    for name, codenames in roles.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.set(
-            [
-                Permission.objects.get(content_type__app_label=app, codename=codename)
-                for app, codename in codenames
-            ]
-        )
 
 
 @pytest.fixture
