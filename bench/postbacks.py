@@ -412,7 +412,8 @@ def main() -> None:
     header = (
         f"`make bench` on {os.cpu_count()} cores, {count('tracking_click'):,} clicks, "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, gunicorn "
-        f"{os.environ.get('GUNICORN_WORKERS') or args.workers or 'default'} workers "
+        f"{os.environ.get('GUNICORN_WORKERS') or args.workers or (os.cpu_count() or 1) * 2} "
+        "sync workers "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
     )
     report = table(results, header)
