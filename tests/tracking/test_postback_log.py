@@ -1,10 +1,6 @@
 """The postback log: one row per request, whatever the outcome; nothing half-written."""
 
-import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +10,7 @@ from django.db import DatabaseError, connection
 from offers.tokens import mask_token
 from tests.factories import ClickFactory, ConversionFactory, EventFactory
 from tests.markers import requires_postgresql
+from tests.unreachable import get_with_database_down
 from tracking.models import Conversion, EventRecord, PostbackLog
 
 pytestmark = pytest.mark.django_db
@@ -261,34 +258,12 @@ def test_an_accepted_postback_writes_nothing_if_its_log_row_cannot_be_written(cl
 
 
 def test_an_unreachable_database_answers_503_unavailable_with_retry_after():
-    # A separate process whose DATABASE_URL points at a port where nothing listens.
-    script = (
-        "import django, json; django.setup();"
-        "from django.test import Client;"
-        "r = Client().get('/postback', {'secure': 'x' * 43, 'transaction_id': 'Z' * 32});"
-        "print(json.dumps({'status': r.status_code, 'retry': r.get('Retry-After'),"
-        " 'body': r.json()}))"
-    )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nowhere",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    answer = get_with_database_down("/postback", {"secure": "x" * 43, "transaction_id": "Z" * 32})
     assert answer["status"] == 503
     assert answer["retry"] == "5"
     assert answer["body"]["reason"] == "unavailable"
     assert answer["body"]["status"] == "rejected"
-    assert "x" * 43 not in result.stderr
+    assert "x" * 43 not in answer["stderr"]
 
 
 @pytest.mark.django_db
