@@ -73,7 +73,7 @@ OFFERS = [
         ("CPL", "12.00"),
         ("CPL", "8.50"),
         [
-            ("card_approved", ("CPA", "60.00"), ("CPA", "40.00"), False, 0.25),
+            ("card_approved", ("CPL", "60.00"), ("CPL", "40.00"), False, 0.25),
             ("first_transaction", ("CPS", "2.5"), ("CPS", "1.5"), False, 0.5),
         ],
     ),
