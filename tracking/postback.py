@@ -27,7 +27,7 @@ from offers.models import Advertiser, Event, Offer
 from offers.money import earned, is_percentage
 from offers.tokens import mask_token, token_digest
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
-from tracking.sql import fetch, insert, insert_linked, instance
+from tracking.sql import MAX_DEFINITION_ID, fetch, insert, insert_linked, instance
 
 REQUIRED_PARAMETERS = ("secure", "transaction_id")
 ADV_SUB_PARAMETERS = ("adv_sub", "adv_sub2", "adv_sub3", "adv_sub4", "adv_sub5")
@@ -43,9 +43,6 @@ OPTIONAL_PARAMETERS = (
 PARAMETERS = REQUIRED_PARAMETERS + OPTIONAL_PARAMETERS
 
 VALUE_LIMIT = 255
-# Event and offer IDs are 32-bit AutoFields: a bigger number names nothing (and is never
-# sent to the database, where SQLite would overflow on it).
-MAX_ID = 2**31 - 1
 # What the log keeps of a request, so a hostile request cannot make a huge log row.
 LOG_PARAMETER_LIMIT = 50
 LOG_NAME_LIMIT = 64
@@ -507,7 +504,9 @@ def _event_for(click: Click, data: PostbackParams) -> Event:
     """
     offer_id = click.offer_id
     # An event_id beyond the column's range names no event (and is never sent as a bind).
-    event_id = data.event_id if data.event_id is not None and data.event_id <= MAX_ID else None
+    event_id = data.event_id
+    if event_id is not None and event_id > MAX_DEFINITION_ID:
+        event_id = None
     events = []
     if event_id is not None or data.event_name is not None:
         rows = fetch(

@@ -6,9 +6,8 @@ from urllib.parse import quote
 
 from offers.models import Offer
 from tracking.models import Click
-from tracking.sql import fetch, instance
+from tracking.sql import MAX_DEFINITION_ID, fetch, instance
 
-MAX_ID = 2**31 - 1
 SUB_FIELDS = ("aff_sub", "aff_sub2", "aff_sub3", "aff_sub4", "aff_sub5", "source")
 
 
@@ -66,10 +65,9 @@ def click_record(
     Raises ``ClickRefused`` for an unknown offer or publisher or a paused offer; then
     nothing is stored. ``subs`` holds ``aff_sub`` … ``aff_sub5`` and ``source``.
     """
-    # IDs are 32-bit: a bigger number names nothing (and would overflow the query).
-    if offer_id > MAX_ID:
+    if offer_id > MAX_DEFINITION_ID:
         raise ClickRefused(f"No offer has ID {offer_id}.")
-    if publisher_id > MAX_ID:
+    if publisher_id > MAX_DEFINITION_ID:
         raise ClickRefused(f"No publisher has ID {publisher_id}.")
     # One round trip for the offer and the publisher, written in SQL: compiling the
     # equivalent QuerySets costs more than the rest of the click (docs/benchmarks.md).

@@ -15,6 +15,10 @@ from django.db import connection, models, transaction
 
 M = TypeVar("M", bound=models.Model)
 
+#: The largest ID of the definitions' 32-bit AutoFields (offers, publishers, events): a
+#: bigger number names nothing, and is never sent to the database, where it would overflow.
+MAX_DEFINITION_ID = 2**31 - 1
+
 
 def fetch(sql: str, params: Any) -> list[tuple]:
     """Run one read and return its rows."""
