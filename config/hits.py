@@ -1,18 +1,35 @@
 """A lean WSGI handler for the tracking endpoints (see config/wsgi.py)."""
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
+from django.http import HttpRequest, HttpResponse
 
 #: Served by ``HitWSGIHandler``. The site root also takes postbacks, but it is shared with
 #: people opening the site, so it keeps the full stack.
 HIT_PATHS = frozenset({"/postback", "/postback/", "/click", "/healthz"})
 
-#: What a hit needs: security headers (and HTTPS redirects where configured). No sessions,
-#: authentication, CSRF (the views are csrf_exempt), messages, clickjacking headers (they
-#: answer JSON or a redirect), static files, or the common middleware (its slash-appending
-#: resolves the URL again for every 404 answer, i.e. every unknown transaction_id, and the
-#: hits build no URL from the Host header, so there is nothing for its host check to guard).
-HIT_MIDDLEWARE = ["django.middleware.security.SecurityMiddleware"]
+#: What a hit needs: security headers (and HTTPS redirects where configured) and the
+#: ALLOWED_HOSTS check. No sessions, authentication, CSRF (the views are csrf_exempt),
+#: messages, clickjacking headers (they answer JSON or a redirect), static files, or the
+#: common middleware (its slash-appending resolves the URL again for every 404 answer,
+#: i.e. every unknown transaction_id).
+HIT_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "config.hits.AllowedHostsMiddleware",
+]
+
+
+class AllowedHostsMiddleware:
+    """Refuse a Host outside ALLOWED_HOSTS with ``400``, as the full stack does."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.get_host()  # raises DisallowedHost, which Django answers with 400
+        return self.get_response(request)
 
 
 class HitWSGIHandler(WSGIHandler):
@@ -21,7 +38,7 @@ class HitWSGIHandler(WSGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         configured = settings.MIDDLEWARE
         try:
-            settings.MIDDLEWARE = [m for m in HIT_MIDDLEWARE if m in configured]
+            settings.MIDDLEWARE = HIT_MIDDLEWARE
             super().load_middleware(is_async)
         finally:
             settings.MIDDLEWARE = configured

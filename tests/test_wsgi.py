@@ -8,14 +8,14 @@ from config.hits import HIT_PATHS
 from config.wsgi import application, full_application, hit_application
 
 
-def call(path: str, query: str = "") -> tuple[str, dict[str, str], bytes]:
+def call(path: str, query: str = "", host: str = "testserver") -> tuple[str, dict, bytes]:
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
         "QUERY_STRING": query,
         "SERVER_NAME": "testserver",
         "SERVER_PORT": "80",
-        "HTTP_HOST": "testserver",
+        "HTTP_HOST": host,
         "REMOTE_ADDR": "127.0.0.1",
         "wsgi.input": io.BytesIO(b""),
         "wsgi.url_scheme": "http",
@@ -54,3 +54,11 @@ def test_other_paths_keep_the_full_stack():
     assert status.startswith("200")
     assert "csrftoken" in headers.get("Set-Cookie", "")
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_hit_with_a_host_outside_allowed_hosts_is_refused(settings):
+    settings.ALLOWED_HOSTS = ["track.example.com"]
+
+    status, _, _ = call("/healthz", host="evil.example.net")
+
+    assert status.startswith("400")
