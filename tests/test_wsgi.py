@@ -56,6 +56,7 @@ def test_other_paths_keep_the_full_stack():
     assert headers["X-Frame-Options"] == "DENY"
 
 
+@pytest.mark.django_db
 def test_a_hit_with_a_host_outside_allowed_hosts_is_refused(settings):
     settings.ALLOWED_HOSTS = ["track.example.com"]
 
