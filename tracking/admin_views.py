@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from offers.models import Event, Offer, Publisher
 from offers.postback_urls import event_postback_url, offer_postback_url
 from tracking.http import client_ip, header
-from tracking.models import Click, Conversion
+from tracking.models import Click
 from tracking.postback import postback_process
 from tracking.services import ClickRefused, click_record
 
@@ -135,13 +135,12 @@ def test_click(request: HttpRequest, offer_id: int) -> JsonResponse:
         )
     except ClickRefused as exc:
         return _error(str(exc), 409)
-    click = result.click
     return JsonResponse(
         {
-            "transaction_id": click.transaction_id,
-            "click_id": click.pk,
+            "transaction_id": result.transaction_id,
+            "click_id": result.click_id,
             "publisher": {"id": publisher.pk, "name": publisher.name},
-            "admin_url": _admin_link("tracking_click_change", click.pk),
+            "admin_url": _admin_link("tracking_click_change", result.click_id),
         },
         status=201,
     )
@@ -204,12 +203,10 @@ def test_postback(request: HttpRequest, offer_id: int) -> JsonResponse:
         user_agent=TEST_USER_AGENT,
         dry_run=dry_run,
     )
-    record = outcome.record
     record_link = ""
-    if record is not None and record.pk is not None:
-        name = "tracking_conversion_change" if isinstance(record, Conversion) else None
-        record_link = _admin_link(name or "tracking_eventrecord_change", record.pk)
-    log = outcome.log
+    if outcome.record_id is not None:
+        name = "tracking_eventrecord_change" if outcome.is_event else "tracking_conversion_change"
+        record_link = _admin_link(name, outcome.record_id)
     return JsonResponse(
         {
             "url": url,
@@ -218,7 +215,7 @@ def test_postback(request: HttpRequest, offer_id: int) -> JsonResponse:
             "reason": outcome.reason,
             "body": outcome.body,
             "record_url": record_link,
-            "log_url": _admin_link("tracking_postbacklog_change", log.pk if log else None),
+            "log_url": _admin_link("tracking_postbacklog_change", outcome.log_id),
         }
     )
 

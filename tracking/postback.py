@@ -2,32 +2,45 @@
 
 ``postback_process`` runs the spec's checks top to bottom; the first that fails decides the
 answer. A rejected postback writes only its log row; an accepted one writes its record and its
-log row in one transaction. "Exactly once" is the database's job: the unique constraints on
-``Conversion`` and ``EventRecord`` make the loser of a race fail its insert, and that
-``IntegrityError`` becomes the duplicate answer (``409``), never a ``500``. The reads that come
-before the insert only give the normal answer early and in the spec's order.
+log row in one statement. "Exactly once" is the database's job: the unique constraints on
+``Conversion`` and ``EventRecord`` decide every duplicate (``ON CONFLICT DO NOTHING``), and the
+log row written in the same statement says ``accepted`` or the duplicate's reason by what the
+insert did. The read before the write only gives the other answers in the spec's order.
+
+What a postback costs on PostgreSQL (docs/benchmarks.md): two round trips, whatever the
+answer. First the click, its conversion's ID and the definitions version in one read (the
+advertiser's token, the offer's and its events' rules come from offers.definitions, cached
+per process and exact for that version); then one statement that writes the record and its
+log row, or only the log row. On SQLite the write is two inserts in one transaction.
 
 The view (``tracking/views.py``) only merges the query string and the form body into
 ``params`` and renders the outcome; the admin's "Test postback" tab calls the same function,
 with ``dry_run=True`` to see the decision without writing anything.
 """
 
-import hmac
+import functools
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError
-from django.db.models import Q
+from django.db import connection, transaction
 from django.utils import timezone
 
-from offers.models import Advertiser, Event, Offer
-from offers.money import earned, is_percentage
-from offers.tokens import mask_token, token_digest
-from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
-from tracking.sql import MAX_DEFINITION_ID, fetch, insert, insert_linked, instance
+from offers.definitions import (
+    Definitions,
+    EventDefinition,
+    OfferDefinition,
+    definitions,
+    tokens_match,
+    version_sql,
+)
+from offers.tokens import mask_token
+from tracking.models import Conversion, EventRecord, PostbackLog, Reason
+from tracking.sql import Row, run
 
 REQUIRED_PARAMETERS = ("secure", "transaction_id")
 ADV_SUB_PARAMETERS = ("adv_sub", "adv_sub2", "adv_sub3", "adv_sub4", "adv_sub5")
@@ -70,12 +83,13 @@ _POSITIVE_INT_RE = re.compile(r"[0-9]+")
 _AMOUNT_RE = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,4})?")
 _CURRENCY_RE = re.compile(r"[A-Za-z]{3}")
 # The format every click's transaction_id has (Click's check constraint): anything else
-# cannot be a click, so it is answered without a query.
+# cannot be a click, so it is not looked up.
 _TRANSACTION_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # C0 and C1 control characters and DEL (Unicode category Cc), and lone surrogates: not
 # text at all (HTTP cannot carry them, but the service is also called from Python) and not
 # encodable for the database. PostgreSQL also refuses NUL in text and JSON, so the log
-# escapes these wherever it keeps a value as received.
+# escapes these wherever it keeps a value as received. (Text that ``str.isprintable()``
+# accepts holds none of them, which spares the search for almost every value.)
 _UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
@@ -84,11 +98,24 @@ class PostbackOutcome:
     status_code: int  # the HTTP status the endpoint answers
     reason: str  # a tracking.models.Reason value
     body: dict  # the JSON answer exactly as the endpoint sends it
-    log: PostbackLog | None  # the log row written (None for a dry run)
-    record: Conversion | EventRecord | None  # what was accepted (None if rejected/dry run)
+    log_id: int | None = None  # the log row written (None for a dry run)
+    record_id: int | None = None  # what was accepted (None if rejected or a dry run)
+    is_event: bool = False
+
+    @property
+    def log(self) -> PostbackLog | None:
+        """The log row written, read back (for the admin and tests; the endpoint needs none)."""
+        return PostbackLog.objects.get(pk=self.log_id) if self.log_id else None
+
+    @property
+    def record(self) -> Conversion | EventRecord | None:
+        """The conversion or event record written, read back."""
+        if self.record_id is None:
+            return None
+        return (EventRecord if self.is_event else Conversion).objects.get(pk=self.record_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PostbackParams:
     """The parameters after checks 1 and 2: present, well-formed, empty optionals as None."""
 
@@ -110,27 +137,35 @@ class PostbackParams:
         return self.adv_subs["adv_sub"]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _Click:
+    id: int
+    offer_id: int
+    publisher_id: int
+    conversion_id: int | None
+
+
+@dataclass(slots=True)
 class _Trail:
     """What the request resolved to so far: the log row links as much as was found."""
 
     type: str = ""
-    advertiser: Advertiser | None = None
-    click: Click | None = None
-    event: Event | None = None
+    advertiser_id: int | None = None
+    click: _Click | None = None
+    event_id: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Decision:
     """An accepted postback before it is written: what to record and what it earned."""
 
-    click: Click
+    data: PostbackParams
+    click: _Click
+    offer: OfferDefinition
     revenue: Decimal
     payout: Decimal
     currency: str
-    event: Event | None = None
-    conversion_id: int | None = None
-    extra: dict = field(default_factory=dict)
+    event: EventDefinition | None = None
 
 
 class _Rejected(Exception):
@@ -152,15 +187,18 @@ def postback_process(
 
     ``params`` is the merged parameter dict (the view merges the query string and the form
     body). Runs the checks of SPEC "Postback endpoint" in order; the first that fails
-    decides. Writes the record and its log row in one transaction when accepted, only the log
-    row when rejected, and nothing at all when ``dry_run`` (the body then carries
-    ``"id": null`` where it would accept). Database errors other than a lost race propagate:
-    the caller answers ``503`` for an unreachable database.
+    decides. Writes the record and its log row together when accepted, only the log row when
+    rejected, and nothing at all when ``dry_run`` (the body then carries ``"id": null`` where
+    it would accept). Database errors other than a lost race propagate: the caller answers
+    ``503`` for an unreachable database.
     """
     params = {str(name): "" if value is None else str(value) for name, value in params.items()}
     trail = _Trail(type=_postback_type(params))
     try:
         decision = _decide(params, trail)
+        if dry_run and decision.event is not None:
+            # The write would find a duplicate (check 10); a dry run asks instead.
+            _refuse_duplicate_event(decision.click, decision.event, decision.data.adv_sub)
     except _Rejected as rejection:
         return _reject(params, trail, rejection, method, ip, user_agent, dry_run=dry_run)
     if dry_run:
@@ -168,8 +206,7 @@ def postback_process(
             status_code=STATUS[Reason.ACCEPTED],
             reason=Reason.ACCEPTED,
             body=_accepted_body(decision, record_id=None),
-            log=None,
-            record=None,
+            is_event=decision.event is not None,
         )
     return _accept(params, trail, decision, method, ip, user_agent)
 
@@ -204,27 +241,28 @@ def _decide(params: dict[str, str], trail: _Trail) -> _Decision:
     # 2. A parameter malformed.
     data = _validated(params)
 
-    # 3 to 5 in one query in the common case: the click comes with its offer, the offer's
-    # advertiser and the click's conversion ID. When the token is that advertiser's, checks
-    # 3, 4 and 5 all pass; only otherwise is the token looked up on its own, to tell the
-    # three answers apart in the spec's order.
-    click = _click_for(data.transaction_id)
-    if click is not None and _token_matches(click.offer.advertiser, data.secure):
-        trail.advertiser = click.offer.advertiser
+    # 3 to 5 with one read: the click and its conversion's ID, and the definitions version
+    # that tells which cached token and rules are current. When the token is the click's
+    # advertiser's, checks 3, 4 and 5 all pass; only otherwise is the token looked up on its
+    # own, to tell the three answers apart in the spec's order.
+    defs, click = _click_for(data.transaction_id)
+    offer = defs.offer(click.offer_id) if click is not None else None
+    if offer is not None and tokens_match(offer.postback_token, data.secure):
+        trail.advertiser_id = offer.advertiser_id
         trail.click = click
     else:
         # 3. secure is no advertiser's token.
-        advertiser = _advertiser_for_token(data.secure)
-        if advertiser is None:
+        advertiser_id = defs.advertiser_for_token(data.secure)
+        if advertiser_id is None:
             raise _Rejected(
                 Reason.INVALID_SECURE,
                 "The secure token is not valid. Copy it again from the postback URL you were "
                 "given.",
             )
-        trail.advertiser = advertiser
+        trail.advertiser_id = advertiser_id
 
         # 4. No click has this transaction_id.
-        if click is None:
+        if click is None or offer is None:
             raise _Rejected(
                 Reason.UNKNOWN_TRANSACTION,
                 "No click has this transaction_id. Send the transaction_id that the tracking "
@@ -248,22 +286,19 @@ def _decide(params: dict[str, str], trail: _Trail) -> _Decision:
         )
 
     if data.is_event:
-        return _decide_event(data, click, trail)
-    return _decide_conversion(data, click)
+        return _decide_event(data, click, offer, defs, trail)
+    return _decide_conversion(data, click, offer)
 
 
-def _decide_conversion(data: PostbackParams, click: Click) -> _Decision:
-    offer = click.offer
-    needs_amount = is_percentage(offer.revenue_type) or is_percentage(offer.payout_type)
-
+def _decide_conversion(data: PostbackParams, click: _Click, offer: OfferDefinition) -> _Decision:
     # 7. The click already has a conversion (read with the click). The unique constraint
     # conversion_one_per_click is the guard: a conversion recorded after that read makes the
-    # insert fail, and that becomes this same answer.
+    # insert do nothing, and the log row written with it says duplicate_conversion.
     if click.conversion_id is not None:
         raise _duplicate_conversion()
 
     # 8. A CPS revenue or payout needs the sale amount.
-    if needs_amount and data.amount is None:
+    if offer.money.needs_amount and data.amount is None:
         raise _Rejected(
             Reason.AMOUNT_REQUIRED,
             "This offer pays a percentage of the sale (CPS): send the sale amount in amount.",
@@ -271,38 +306,40 @@ def _decide_conversion(data: PostbackParams, click: Click) -> _Decision:
 
     # 9. Accepted.
     return _Decision(
+        data=data,
         click=click,
-        revenue=earned(
-            money_type=offer.revenue_type, value=offer.revenue_value, amount=data.amount
-        ),
-        payout=earned(money_type=offer.payout_type, value=offer.payout_value, amount=data.amount),
+        offer=offer,
+        revenue=offer.money.revenue(data.amount),
+        payout=offer.money.payout(data.amount),
         currency=data.currency or offer.currency,
-        extra=_record_fields(data),
     )
 
 
-def _decide_event(data: PostbackParams, click: Click, trail: _Trail) -> _Decision:
+def _decide_event(
+    data: PostbackParams,
+    click: _Click,
+    offer: OfferDefinition,
+    defs: Definitions,
+    trail: _Trail,
+) -> _Decision:
     # 7 and 8: the event, by event_id and/or event_name (exact, case sensitive), within
-    # the click's offer. The same query tells whether this click has records of it.
-    event = _event_for(click, data)
-    trail.event = event
+    # the click's offer.
+    event = _event_for(defs, click, data)
+    trail.event_id = event.id
 
     # 9. Events need a conversion first (its ID was read with the click).
-    conversion_id = click.conversion_id
-    if conversion_id is None:
+    if click.conversion_id is None:
         raise _Rejected(
             Reason.NO_CONVERSION,
             "No conversion is recorded for this transaction_id; events need a conversion first.",
         )
 
-    # 10. Already recorded for this click (per adv_sub for an event that allows multiple).
-    if _is_duplicate_event(event, data.adv_sub):
-        raise _duplicate_event(event, data.adv_sub)
-
+    # 10. Already recorded for this click (per adv_sub for an event that allows multiple):
+    # decided by the write itself (see _accept_sql), except where check 11 would refuse
+    # the postback anyway; then a duplicate must still be told first.
     # 11. A CPS revenue or payout needs the sale amount.
-    if (is_percentage(event.revenue_type) or is_percentage(event.payout_type)) and (
-        data.amount is None
-    ):
+    if event.money.needs_amount and data.amount is None:
+        _refuse_duplicate_event(click, event, data.adv_sub)
         raise _Rejected(
             Reason.AMOUNT_REQUIRED,
             f"The event “{event.name}” pays a percentage of the sale (CPS): send the sale "
@@ -311,16 +348,42 @@ def _decide_event(data: PostbackParams, click: Click, trail: _Trail) -> _Decisio
 
     # 12. Accepted.
     return _Decision(
+        data=data,
         click=click,
+        offer=offer,
         event=event,
-        conversion_id=conversion_id,
-        revenue=earned(
-            money_type=event.revenue_type, value=event.revenue_value, amount=data.amount
-        ),
-        payout=earned(money_type=event.payout_type, value=event.payout_value, amount=data.amount),
-        currency=data.currency or click.offer.currency,
-        extra=_record_fields(data),
+        revenue=event.money.revenue(data.amount),
+        payout=event.money.payout(data.amount),
+        currency=data.currency or offer.currency,
     )
+
+
+def _event_for(defs: Definitions, click: _Click, data: PostbackParams) -> EventDefinition:
+    """Checks 7 (each identifier sent names an event of the offer) and 8 (the same one)."""
+    offer_id = click.offer_id
+    events = defs.events(offer_id)
+    by_id = events.by_id.get(data.event_id) if data.event_id is not None else None
+    by_name = events.by_name.get(data.event_name) if data.event_name is not None else None
+
+    if data.event_id is not None and by_id is None:
+        raise _Rejected(
+            Reason.UNKNOWN_EVENT,
+            f"Offer {offer_id} has no event with event_id {data.event_id}.",
+        )
+    if data.event_name is not None and by_name is None:
+        raise _Rejected(
+            Reason.UNKNOWN_EVENT,
+            f"Offer {offer_id} has no event named “{data.event_name}” (names are case sensitive).",
+        )
+    if by_id is not None and by_name is not None and by_id.id != by_name.id:
+        raise _Rejected(
+            Reason.EVENT_MISMATCH,
+            f"event_id {by_id.id} is the event “{by_id.name}”, but event_name is "
+            f"“{by_name.name}” (event_id {by_name.id}).",
+        )
+    event = by_id or by_name
+    assert event is not None  # is_event guarantees one identifier, found above
+    return event
 
 
 # --- Parsing (checks 1 and 2 need no database) ---------------------------------------------
@@ -345,7 +408,7 @@ def _validated(params: Mapping[str, str]) -> PostbackParams:
         if value is not None:
             if len(value) > VALUE_LIMIT:
                 raise _invalid(name, f"longer than {VALUE_LIMIT} characters")
-            if _UNPRINTABLE_RE.search(value):
+            if not value.isprintable() and _UNPRINTABLE_RE.search(value):
                 raise _invalid(name, "holds a control character")
         values[name] = value
 
@@ -388,198 +451,62 @@ def _invalid(name: str, problem: str) -> _Rejected:
 
 # --- Reads -----------------------------------------------------------------------------------
 
-
-def _token_matches(advertiser: Advertiser, secure: str) -> bool:
-    """Whether ``secure`` is this advertiser's token, compared in constant time."""
-    given = secure.encode("utf-8", "surrogatepass")
-    return hmac.compare_digest(advertiser.postback_token.encode("utf-8"), given)
-
-
-def _advertiser_for_token(secure: str) -> Advertiser | None:
-    """The advertiser owning this token, found by digest and confirmed in constant time."""
-    rows = fetch(_ADVERTISER_SQL, [token_digest(secure)])
-    if not rows:
-        return None
-    advertiser_id, name, token = rows[0]
-    advertiser = instance(Advertiser, id=advertiser_id, name=name, postback_token=token)
-    return advertiser if _token_matches(advertiser, secure) else None
-
-
-# The reads of the hot path are written in SQL: building and compiling the equivalent
-# QuerySets cost more CPU than everything else an accepted postback does (measured with
-# cProfile; docs/benchmarks.md). They read the same tables and indexes the ORM would.
-
-# Serves: the unique index on postback_token_digest.
-_ADVERTISER_SQL = """
-SELECT id, name, postback_token FROM offers_advertiser WHERE postback_token_digest = %s
-"""
-
-# The click with what the checks and the record need of its offer and the offer's
-# advertiser, and its conversion's ID. Money is read as text so that both engines hand
-# back exact decimals. Serves: tracking_click's unique index on transaction_id, then
+# The click, its conversion's ID and the definitions version, in one row even when no click
+# has this transaction_id. Serves: tracking_click's unique index on transaction_id, then
 # conversion_one_per_click.
 _CLICK_SQL = """
-SELECT c.id, c.transaction_id, c.offer_id, c.publisher_id,
-       o.advertiser_id, o.currency,
-       o.revenue_type, CAST(o.revenue_value AS TEXT),
-       o.payout_type, CAST(o.payout_value AS TEXT),
-       a.postback_token,
-       (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id
-FROM tracking_click c
-JOIN offers_offer o ON o.id = c.offer_id
-JOIN offers_advertiser a ON a.id = o.advertiser_id
-WHERE c.transaction_id = %s
+SELECT {version}, c.id, c.offer_id, c.publisher_id,
+       (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id)
+FROM (SELECT 1) AS one
+LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
 """
 
-# The events of an offer named by event_id or event_name, with whether this click already
-# has records of each (has_record) and records with this adv_sub (has_adv_sub_record).
-# Serves: event_name_unique_per_offer / the primary key, then eventrecord_click_event.
-_EVENTS_SQL = """
-SELECT e.id, e.name, e.revenue_type, CAST(e.revenue_value AS TEXT),
-       e.payout_type, CAST(e.payout_value AS TEXT), e.allow_multiple,
-       EXISTS (SELECT 1 FROM tracking_eventrecord r
-               WHERE r.click_id = %(click)s AND r.event_id = e.id) AS has_record,
-       EXISTS (SELECT 1 FROM tracking_eventrecord r
-               WHERE r.click_id = %(click)s AND r.event_id = e.id
-                 AND r.adv_sub = %(adv_sub)s AND r.adv_sub <> '') AS has_adv_sub_record
-FROM offers_event e
-WHERE e.offer_id = %(offer)s AND (e.id = %(event_id)s OR e.name = %(event_name)s)
+# Does this click have a record of this event (with this adv_sub)? Serves:
+# eventrecord_click_event.
+_DUPLICATE_EVENT_SQL = """
+SELECT EXISTS (SELECT 1 FROM tracking_eventrecord r
+               WHERE r.click_id = %(click_id)s AND r.event_id = %(event_id)s{adv_sub})
 """
 
 
-def _click_for(transaction_id: str) -> Click | None:
-    """The click with its offer, the offer's advertiser and ``conversion_id`` (or None)."""
-    if not _TRANSACTION_ID_RE.fullmatch(transaction_id):
-        return None
-    rows = fetch(_CLICK_SQL, [transaction_id])
-    if not rows:
-        return None
-    (
-        click_id,
-        transaction_id,
-        offer_id,
-        publisher_id,
-        advertiser_id,
-        currency,
-        revenue_type,
-        revenue_value,
-        payout_type,
-        payout_value,
-        token,
-        conversion_id,
-    ) = rows[0]
-    advertiser = instance(Advertiser, id=advertiser_id, postback_token=token)
-    offer = instance(
-        Offer,
-        id=offer_id,
-        advertiser_id=advertiser_id,
-        currency=currency,
-        revenue_type=revenue_type,
-        revenue_value=Decimal(revenue_value),
-        payout_type=payout_type,
-        payout_value=Decimal(payout_value),
+def _click_for(transaction_id: str) -> tuple[Definitions, _Click | None]:
+    """The definitions current for this request, and the click (or None)."""
+    # A transaction_id of another format cannot be a click's; the read still brings the
+    # version.
+    known_format = _TRANSACTION_ID_RE.fullmatch(transaction_id) is not None
+    ((version, click_id, offer_id, publisher_id, conversion_id),) = run(
+        _click_sql(), {"transaction_id": transaction_id if known_format else None}
     )
-    offer.advertiser = advertiser
-    click = instance(
-        Click,
-        id=click_id,
-        transaction_id=transaction_id,
-        offer_id=offer_id,
-        publisher_id=publisher_id,
+    click = None if click_id is None else _Click(click_id, offer_id, publisher_id, conversion_id)
+    return definitions(version=version), click
+
+
+@functools.cache
+def _click_sql() -> str:
+    return _CLICK_SQL.format(version=version_sql())
+
+
+def _dedupe(event: EventDefinition, adv_sub: str) -> str:
+    """Which records make this event postback a duplicate (check 10), by the event's current
+    setting: ``once`` any record of it for the click, ``adv_sub`` one with this adv_sub,
+    ``""`` none (it allows multiple and no adv_sub was sent). An event switched from
+    multiple to single refuses a second record even where the older ones were multiple."""
+    if not event.allow_multiple:
+        return "once"
+    return "adv_sub" if adv_sub else ""
+
+
+def _refuse_duplicate_event(click: _Click, event: EventDefinition, adv_sub: str) -> None:
+    """Check 10 as a read, for where the write will not be tried (dry runs, check 11)."""
+    dedupe = _dedupe(event, adv_sub)
+    if not dedupe:
+        return
+    sql = _DUPLICATE_EVENT_SQL.format(
+        adv_sub=" AND r.adv_sub = %(adv_sub)s" if dedupe == "adv_sub" else ""
     )
-    click.offer = offer
-    click.conversion_id = conversion_id
-    return click
-
-
-def _has_conversion(click: Click) -> bool:
-    return Conversion.objects.filter(click_id=click.pk).exists()
-
-
-def _event_for(click: Click, data: PostbackParams) -> Event:
-    """Checks 7 (each identifier sent names an event of the offer) and 8 (the same one).
-
-    Each event comes annotated with whether this click already has records of it
-    (``has_record``) and records with this ``adv_sub`` (``has_adv_sub_record``), for check 10.
-    """
-    offer_id = click.offer_id
-    # An event_id beyond the column's range names no event (and is never sent as a bind).
-    event_id = data.event_id
-    if event_id is not None and event_id > MAX_DEFINITION_ID:
-        event_id = None
-    events = []
-    if event_id is not None or data.event_name is not None:
-        rows = fetch(
-            _EVENTS_SQL,
-            {
-                "click": click.pk,
-                "adv_sub": data.adv_sub,
-                "offer": offer_id,
-                "event_id": event_id,
-                "event_name": data.event_name,
-            },
-        )
-        for pk, name, rev_type, rev_value, pay_type, pay_value, multiple, has, has_sub in rows:
-            event = instance(
-                Event,
-                id=pk,
-                offer_id=offer_id,
-                name=name,
-                revenue_type=rev_type,
-                revenue_value=Decimal(rev_value),
-                payout_type=pay_type,
-                payout_value=Decimal(pay_value),
-                allow_multiple=bool(multiple),
-            )
-            event.has_record, event.has_adv_sub_record = bool(has), bool(has_sub)
-            events.append(event)
-    by_id = next((e for e in events if e.pk == data.event_id), None)
-    by_name = next((e for e in events if e.name == data.event_name), None)
-
-    if data.event_id is not None and by_id is None:
-        raise _Rejected(
-            Reason.UNKNOWN_EVENT,
-            f"Offer {offer_id} has no event with event_id {data.event_id}.",
-        )
-    if data.event_name is not None and by_name is None:
-        raise _Rejected(
-            Reason.UNKNOWN_EVENT,
-            f"Offer {offer_id} has no event named “{data.event_name}” (names are case sensitive).",
-        )
-    if by_id is not None and by_name is not None and by_id.pk != by_name.pk:
-        raise _Rejected(
-            Reason.EVENT_MISMATCH,
-            f"event_id {by_id.pk} is the event “{by_id.name}”, but event_name is "
-            f"“{by_name.name}” (event_id {by_name.pk}).",
-        )
-    event = by_id or by_name
-    assert event is not None  # is_event guarantees one identifier, found above
-    return event
-
-
-def _is_duplicate_event(event: Event, adv_sub: str) -> bool:
-    """Check 10 from the annotations of ``_event_for``, by the event's current setting.
-
-    An event switched from multiple to single refuses a second record even where the older
-    records were stored as multiple.
-    """
-    if not event.allow_multiple:
-        return event.has_record
-    return bool(adv_sub) and event.has_adv_sub_record
-
-
-def _duplicate_lookup(click: Click, event: Event, adv_sub: str) -> Q | None:
-    """Which existing records make this event postback a duplicate (check 10), if any can."""
-    if not event.allow_multiple:
-        return Q(click_id=click.pk, event_id=event.pk)
-    if adv_sub:
-        return Q(click_id=click.pk, event_id=event.pk, adv_sub=adv_sub)
-    return None
-
-
-def _has_duplicate_event(click: Click, event: Event, adv_sub: str) -> bool:
-    lookup = _duplicate_lookup(click, event, adv_sub)
-    return lookup is not None and EventRecord.objects.filter(lookup).exists()
+    ((duplicate,),) = run(sql, {"click_id": click.id, "event_id": event.id, "adv_sub": adv_sub})
+    if duplicate:
+        raise _duplicate_event(event)
 
 
 # --- Answers and writes --------------------------------------------------------------------
@@ -592,7 +519,7 @@ def _duplicate_conversion() -> _Rejected:
     )
 
 
-def _duplicate_event(event: Event, adv_sub: str) -> _Rejected:
+def _duplicate_event(event: EventDefinition) -> _Rejected:
     if event.allow_multiple:
         return _Rejected(
             Reason.DUPLICATE_EVENT,
@@ -606,28 +533,82 @@ def _duplicate_event(event: Event, adv_sub: str) -> _Rejected:
     )
 
 
-def _record_fields(data: PostbackParams) -> dict:
-    return {"amount": data.amount, **data.adv_subs}
-
-
 def _accepted_body(decision: _Decision, *, record_id: int | None) -> dict:
+    event = decision.event
     body = {
         "status": "accepted",
         "reason": Reason.ACCEPTED.value,
-        "type": PostbackLog.Type.EVENT.value
-        if decision.event
-        else PostbackLog.Type.CONVERSION.value,
+        "type": PostbackLog.Type.EVENT.value if event else PostbackLog.Type.CONVERSION.value,
         "id": record_id,
-        "transaction_id": decision.click.transaction_id,
+        "transaction_id": decision.data.transaction_id,
         "offer_id": decision.click.offer_id,
     }
-    if decision.event is not None:
-        body["event_id"] = decision.event.pk
-        body["event_name"] = decision.event.name
+    if event is not None:
+        body["event_id"] = event.id
+        body["event_name"] = event.name
     body["revenue"] = str(decision.revenue)
     body["payout"] = str(decision.payout)
     body["currency"] = decision.currency
     return body
+
+
+def _rejected_body(rejection: _Rejected) -> dict:
+    return {"status": "rejected", "reason": rejection.reason.value, "message": rejection.message}
+
+
+# The log row's columns: all of them for a rejection; for an accepted postback all but the
+# outcome, which the statement sets by what the record's insert did.
+_LOG = Row(PostbackLog)
+_LOG_OUTCOME = ("reason", "status_code", "message", "conversion_id", "event_record_id")
+_LOG_WITH_RECORD = Row(PostbackLog, exclude=_LOG_OUTCOME, prefix="log_")
+_RECORDS = {"conversion": Row(Conversion), "event_record": Row(EventRecord)}
+
+
+@functools.cache
+def _accept_sql(link: str, dedupe: str, vendor: str) -> tuple[str, str]:
+    """The statement(s) that write an accepted postback: (record, log row) on SQLite, run in
+    one transaction; on PostgreSQL one statement (a data-modifying CTE, atomic by itself,
+    one round trip) and ``""``.
+
+    The record is inserted unless it is a duplicate: ``NOT EXISTS`` finds the records that
+    make it one (``_dedupe``), and ``ON CONFLICT DO NOTHING`` lets the unique constraints
+    decide a race that reading cannot see (two requests at once: exactly one inserts). On
+    PostgreSQL the log row in the same statement says ``accepted`` and links the record when
+    it was inserted, and says the duplicate's reason when it was not.
+    """
+    record = _RECORDS[link]
+    where = "WHERE TRUE"  # SQLite needs a WHERE to read ON CONFLICT as the upsert clause
+    if dedupe:
+        where = (
+            f"WHERE NOT EXISTS (SELECT 1 FROM {record.table} r "  # noqa: S608
+            "WHERE r.click_id = %(click_id)s AND r.event_id = %(event_id)s"
+            + (" AND r.adv_sub = %(adv_sub)s" if dedupe == "adv_sub" else "")
+            + ")"
+        )
+    insert_record = (
+        f"INSERT INTO {record.table} ({record.columns}) "  # noqa: S608
+        f"SELECT {record.select_list} {where} "
+        "ON CONFLICT DO NOTHING RETURNING id"
+    )
+    if vendor != "postgresql":
+        insert_log = (
+            f"INSERT INTO {_LOG.table} ({_LOG.columns}) VALUES ({_LOG.placeholders}) RETURNING id"  # noqa: S608, E501
+        )
+        return insert_record, insert_log
+    duplicate = Reason.DUPLICATE_EVENT if link == "event_record" else Reason.DUPLICATE_CONVERSION
+    log = _LOG_WITH_RECORD
+    sql = f"""
+WITH record AS ({insert_record})
+INSERT INTO {log.table} ({log.columns}, reason, status_code, message, {link}_id)
+SELECT {log.select_list},
+       CASE WHEN record.id IS NULL THEN '{duplicate.value}' ELSE 'accepted' END,
+       CASE WHEN record.id IS NULL THEN {STATUS[duplicate]} ELSE 200 END,
+       CASE WHEN record.id IS NULL THEN %(duplicate_message)s ELSE '' END,
+       record.id
+FROM (SELECT 1) AS one LEFT JOIN record ON TRUE
+RETURNING id, {link}_id
+"""  # noqa: S608 - only names and constants are interpolated
+    return sql, ""
 
 
 def _accept(
@@ -638,59 +619,77 @@ def _accept(
     ip: str | None,
     user_agent: str,
 ) -> PostbackOutcome:
-    """Write the record and its log row together; a lost race becomes the duplicate answer."""
-    click = decision.click
+    """Write the record and its log row together; a duplicate found by the write (check 10,
+    or a lost race) becomes the duplicate answer, logged in the same statement."""
+    click, event, data = decision.click, decision.event, decision.data
     now = timezone.now()
-    record_model = EventRecord if decision.event is not None else Conversion
-    record = record_model(
-        click_id=click.pk,
-        offer_id=click.offer_id,
-        publisher_id=click.publisher_id,
-        revenue=decision.revenue,
-        payout=decision.payout,
-        currency=decision.currency,
-        created_at=now,
-        **decision.extra,
-    )
-    if decision.event is not None:
-        record.event_id = decision.event.pk
-        record.conversion_id = decision.conversion_id
-        record.allow_multiple = decision.event.allow_multiple
-    log = _log_row(
-        params,
-        trail,
-        method,
-        ip,
-        user_agent,
-        status_code=STATUS[Reason.ACCEPTED],
-        reason=Reason.ACCEPTED,
-        message="",
-        created_at=now,
-    )
-    link = "conversion" if decision.event is None else "event_record"
-    try:
-        # The record and its log row together, in one statement on PostgreSQL.
-        insert_linked(record, log, link)
-    except IntegrityError:
-        # Another request recorded the same thing between our reads and our insert (a
-        # retry storm, several workers): the unique constraint made this insert fail and
-        # rolled everything back. Confirm it was that, then answer as the duplicate it is.
-        if decision.event is None:
-            if not _has_conversion(click):
-                raise
-            rejection = _duplicate_conversion()
-        else:
-            if not _has_duplicate_event(click, decision.event, decision.extra["adv_sub"]):
-                raise
-            rejection = _duplicate_event(decision.event, decision.extra["adv_sub"])
-        return _reject(params, trail, rejection, method, ip, user_agent, dry_run=False)
+    record = {
+        "click_id": click.id,
+        "offer_id": click.offer_id,
+        "publisher_id": click.publisher_id,
+        "revenue": decision.revenue,
+        "payout": decision.payout,
+        "currency": decision.currency,
+        "amount": data.amount,
+        **data.adv_subs,
+        "created_at": now,
+    }
+    if event is not None:
+        link, dedupe = "event_record", _dedupe(event, data.adv_sub)
+        duplicate = _duplicate_event(event)
+        record |= {
+            "event_id": event.id,
+            "conversion_id": click.conversion_id,
+            "allow_multiple": event.allow_multiple,
+        }
+    else:
+        link, dedupe = "conversion", ""
+        duplicate = _duplicate_conversion()
+    log = _log_values(params, trail, method, ip, user_agent, created_at=now)
+    record_sql, log_sql = _accept_sql(link, dedupe, connection.vendor)
+    record_row = _RECORDS[link].values(record)
+
+    if connection.vendor == "postgresql":
+        values = record_row | _LOG_WITH_RECORD.values(log)
+        values["duplicate_message"] = duplicate.message
+        # Inside an outer transaction (tests, the admin) a savepoint keeps it usable should
+        # a constraint refuse the statement.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            ((log_id, record_id),) = run(record_sql, values)
+    else:
+        with transaction.atomic():
+            inserted = run(record_sql, record_row)
+            record_id = inserted[0][0] if inserted else None
+            if record_id is None:
+                log |= _outcome(duplicate)
+            else:
+                log |= _outcome(None) | {f"{link}_id": record_id}
+            ((log_id,),) = run(log_sql, _LOG.values(log))
+
+    if record_id is None:
+        return PostbackOutcome(
+            status_code=STATUS[duplicate.reason],
+            reason=duplicate.reason,
+            body=_rejected_body(duplicate),
+            log_id=log_id,
+            is_event=event is not None,
+        )
     return PostbackOutcome(
         status_code=STATUS[Reason.ACCEPTED],
         reason=Reason.ACCEPTED,
-        body=_accepted_body(decision, record_id=record.pk),
-        log=log,
-        record=record,
+        body=_accepted_body(decision, record_id=record_id),
+        log_id=log_id,
+        record_id=record_id,
+        is_event=event is not None,
     )
+
+
+_INSERT_LOG_SQL = f"INSERT INTO {_LOG.table} ({_LOG.columns}) VALUES ({{values}}) RETURNING id"  # noqa: S608
+
+
+@functools.cache
+def _insert_log_sql() -> str:
+    return _INSERT_LOG_SQL.format(values=_LOG.select_list)
 
 
 def _reject(
@@ -703,76 +702,73 @@ def _reject(
     *,
     dry_run: bool,
 ) -> PostbackOutcome:
-    status_code = STATUS[rejection.reason]
-    body = {"status": "rejected", "reason": rejection.reason.value, "message": rejection.message}
-    log = None
+    """Answer a rejection; unless a dry run, write its log row (its own autocommit insert)."""
+    log_id = None
     if not dry_run:
-        log = _log(
-            params,
-            trail,
-            method,
-            ip,
-            user_agent,
-            status_code=status_code,
-            reason=rejection.reason,
-            message=rejection.message,
-        )
+        log = _log_values(params, trail, method, ip, user_agent, created_at=timezone.now())
+        log |= _outcome(rejection)
+        ((log_id,),) = run(_insert_log_sql(), _LOG.values(log))
     return PostbackOutcome(
-        status_code=status_code, reason=rejection.reason, body=body, log=log, record=None
+        status_code=STATUS[rejection.reason],
+        reason=rejection.reason,
+        body=_rejected_body(rejection),
+        log_id=log_id,
+        is_event=trail.type == PostbackLog.Type.EVENT,
     )
 
 
-def _log(params: dict[str, str], trail: _Trail, *args: object, **kwargs: object) -> PostbackLog:
-    """Write the log row of a rejected request (its own autocommit insert)."""
-    log = _log_row(params, trail, *args, **kwargs)
-    insert(log)
-    return log
+def _outcome(rejection: _Rejected | None) -> dict:
+    """The log row's outcome columns: the rejection's, or accepted (None; the caller links
+    the record)."""
+    reason = rejection.reason if rejection else Reason.ACCEPTED
+    return {
+        "reason": reason.value,
+        "status_code": STATUS[reason],
+        "message": rejection.message[:500] if rejection else "",
+        "conversion_id": None,
+        "event_record_id": None,
+    }
 
 
-def _log_row(
+def _log_values(
     params: dict[str, str],
     trail: _Trail,
     method: str,
     ip: str | None,
     user_agent: str,
     *,
-    status_code: int,
-    reason: Reason,
-    message: str,
-    created_at: datetime | None = None,
-) -> PostbackLog:
-    """The request's log row, unsaved: every parameter (``secure`` masked), where it got, the
-    outcome."""
-    secure = params.get("secure", "")
+    created_at: datetime,
+) -> dict:
+    """The request's log row but its outcome: every parameter (``secure`` masked), where it
+    got."""
     click = trail.click
-    log = PostbackLog(
-        created_at=created_at or timezone.now(),
-        method=printable(method)[:10],
-        params=loggable_params(params),
-        secure_masked=printable(mask_token(secure))[:32],
-        ip=ip or None,
-        user_agent=printable(user_agent)[:512],
-        status_code=status_code,
-        reason=reason,
-        message=message[:500],
-        type=trail.type,
-        transaction_id=printable(params.get("transaction_id", ""))[:255],
-        advertiser_id=trail.advertiser.pk if trail.advertiser else None,
-        offer_id=click.offer_id if click else None,
-        event_id=trail.event.pk if trail.event else None,
-        click_id=click.pk if click else None,
-    )
-    return log
+    return {
+        "created_at": created_at,
+        "method": printable(method)[:10],
+        # Encoded here, as the JSONField would (its column takes the text).
+        "params": json.dumps(loggable_params(params)),
+        "secure_masked": printable(mask_token(params.get("secure", "")))[:32],
+        "ip": ip or None,
+        "user_agent": printable(user_agent)[:512],
+        "type": trail.type,
+        "transaction_id": printable(params.get("transaction_id", ""))[:255],
+        "advertiser_id": trail.advertiser_id,
+        "offer_id": click.offer_id if click else None,
+        "event_id": trail.event_id,
+        "click_id": click.id if click else None,
+    }
 
 
 def printable(value: str) -> str:
     """``value`` with control characters and lone surrogates escaped (``\\x00``, ``\\ud800``)."""
+    if value.isprintable():
+        return value
+    return _UNPRINTABLE_RE.sub(_escape, value)
 
-    def escape(match: re.Match) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
-    return _UNPRINTABLE_RE.sub(escape, value)
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def loggable_params(params: Mapping[str, str]) -> dict[str, str]:

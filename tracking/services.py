@@ -1,23 +1,25 @@
 """Services for the tracking link (clicks). The postback rules live in tracking/postback.py."""
 
+import functools
 import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from offers.models import Offer
+from django.db import connection, transaction
+from django.utils import timezone
+
+from offers.definitions import (
+    Definitions,
+    OfferDefinition,
+    cached_definitions,
+    current_version,
+    definitions,
+    version_sql,
+)
 from tracking.models import Click
-from tracking.sql import MAX_DEFINITION_ID, fetch, instance
+from tracking.sql import MAX_DEFINITION_ID, Row, run
 
 SUB_FIELDS = ("aff_sub", "aff_sub2", "aff_sub3", "aff_sub4", "aff_sub5", "source")
-
-
-# Serves: the primary keys of offers_offer and offers_publisher.
-_OFFER_AND_PUBLISHER_SQL = """
-SELECT o.status, o.destination_url,
-       EXISTS (SELECT 1 FROM offers_publisher p WHERE p.id = %(publisher)s)
-FROM offers_offer o
-WHERE o.id = %(offer)s
-"""
 
 
 class ClickRefused(Exception):
@@ -29,21 +31,76 @@ def generate_transaction_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClickResult:
-    click: Click
+    click_id: int
+    transaction_id: str
     redirect_url: str
 
 
-def _destination(offer: Offer, click: Click) -> str:
+_CLICK = Row(Click)
+
+# One round trip: the definitions version and whether the publisher exists, and the click
+# inserted only if the version is the one the offer was checked against (so a pause
+# committed a moment ago in another process is never missed) and the publisher exists.
+# Serves: the primary key of offers_publisher.
+_RECORD_SQL = """
+WITH state AS (
+    SELECT {version} AS version,
+           EXISTS (SELECT 1 FROM offers_publisher p WHERE p.id = %(publisher_id)s)
+               AS publisher_known
+), click AS (
+    INSERT INTO {table} ({columns})
+    SELECT {values} FROM state
+    WHERE state.version = %(checked_version)s AND state.publisher_known
+    RETURNING id
+)
+SELECT state.version, state.publisher_known, click.id FROM state LEFT JOIN click ON TRUE
+"""
+
+# SQLite: no version, and no data-modifying CTE; the two run in one transaction.
+_PUBLISHER_SQL = """
+SELECT NULL, EXISTS (SELECT 1 FROM offers_publisher p WHERE p.id = %(publisher_id)s)
+"""
+_INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING id"
+
+
+@functools.cache
+def _record_sql() -> str:
+    return _RECORD_SQL.format(
+        version=version_sql(), table=_CLICK.table, columns=_CLICK.columns, values=_CLICK.select_list
+    )
+
+
+def _insert(click: dict, checked_version: int | None) -> tuple[int | None, bool, int | None]:
+    """(version, publisher known, the new click's ID or None)."""
+    if connection.vendor == "postgresql":
+        ((version, publisher_known, click_id),) = run(
+            _record_sql(), _CLICK.values(click) | {"checked_version": checked_version}
+        )
+        return version, publisher_known, click_id
+    with transaction.atomic():
+        ((version, publisher_known),) = run(_PUBLISHER_SQL, click)
+        if not publisher_known:
+            return version, False, None
+        sql = _INSERT_SQL.format(
+            table=_CLICK.table, columns=_CLICK.columns, values=_CLICK.placeholders
+        )
+        ((click_id,),) = run(sql, _CLICK.values(click))
+        return version, True, click_id
+
+
+def _destination(offer: OfferDefinition, click: dict) -> str:
     """The offer's destination URL with its macros replaced, each value URL-encoded."""
-    macros = {
-        "{transaction_id}": click.transaction_id,
-        "{offer_id}": str(offer.pk),
-        "{aff_id}": str(click.publisher_id),
-        **{"{" + field + "}": getattr(click, field) for field in SUB_FIELDS},
-    }
     url = offer.destination_url
+    if "{" not in url:
+        return url
+    macros = {
+        "{transaction_id}": click["transaction_id"],
+        "{offer_id}": str(offer.id),
+        "{aff_id}": str(click["publisher_id"]),
+        **{"{" + field + "}": click[field] for field in SUB_FIELDS},
+    }
     for macro, value in macros.items():
         if macro in url:
             url = url.replace(macro, quote(value, safe=""))
@@ -63,33 +120,46 @@ def click_record(
     """Record a click through a tracking link and say where to send the visitor.
 
     Raises ``ClickRefused`` for an unknown offer or publisher or a paused offer; then
-    nothing is stored. ``subs`` holds ``aff_sub`` … ``aff_sub5`` and ``source``.
+    nothing is stored. ``subs`` holds ``aff_sub`` … ``aff_sub5`` and ``source``. The offer
+    comes from the process's definitions cache; the insert itself confirms the cache's
+    version, and a refusal reads the version before it refuses.
     """
     if offer_id > MAX_DEFINITION_ID:
         raise ClickRefused(f"No offer has ID {offer_id}.")
     if publisher_id > MAX_DEFINITION_ID:
         raise ClickRefused(f"No publisher has ID {publisher_id}.")
-    # One round trip for the offer and the publisher, written in SQL: compiling the
-    # equivalent QuerySets costs more than the rest of the click (docs/benchmarks.md).
-    rows = fetch(_OFFER_AND_PUBLISHER_SQL, {"offer": offer_id, "publisher": publisher_id})
-    if not rows:
-        raise ClickRefused(f"No offer has ID {offer_id}.")
-    status, destination_url, publisher_exists = rows[0]
-    if status != Offer.Status.ACTIVE:
-        raise ClickRefused(f"Offer {offer_id} is paused and does not accept clicks.")
-    if not publisher_exists:
-        raise ClickRefused(f"No publisher has ID {publisher_id}.")
-    offer = instance(Offer, id=offer_id, status=status, destination_url=destination_url)
-    click = Click(
-        transaction_id=generate_transaction_id(),
-        offer_id=offer.pk,
-        publisher_id=publisher_id,
-        ip=ip,
-        user_agent=user_agent,
-        referrer=referrer,
-        is_test=is_test,
+    click = {
+        "transaction_id": generate_transaction_id(),
+        "offer_id": offer_id,
+        "publisher_id": publisher_id,
         **{field: subs.get(field, "") for field in SUB_FIELDS},
-    )
-    # A single INSERT is atomic by itself: no transaction round trips around it.
-    click.save(force_insert=True)
-    return ClickResult(click=click, redirect_url=_destination(offer, click))
+        "ip": ip,
+        "user_agent": user_agent,
+        "referrer": referrer,
+        "is_test": is_test,
+        "created_at": timezone.now(),
+    }
+    defs: Definitions = cached_definitions() or definitions(version=current_version())
+    # Each pass either answers or found the definitions changed since the cache was made
+    # (an edit committed meanwhile) and judges again by the new ones.
+    while True:
+        offer = defs.offer(offer_id)
+        if offer is None or not offer.is_active:
+            version = current_version()
+            if version != defs.version:
+                defs = definitions(version=version)
+                continue
+            if offer is None:
+                raise ClickRefused(f"No offer has ID {offer_id}.")
+            raise ClickRefused(f"Offer {offer_id} is paused and does not accept clicks.")
+        version, publisher_known, click_id = _insert(click, defs.version)
+        if click_id is not None:
+            return ClickResult(
+                click_id=click_id,
+                transaction_id=click["transaction_id"],
+                redirect_url=_destination(offer, click),
+            )
+        if version != defs.version:
+            defs = definitions(version=version)
+            continue
+        raise ClickRefused(f"No publisher has ID {publisher_id}.")

@@ -1,138 +1,158 @@
 """Lean database access for the hot path (clicks and postbacks).
 
-Building and compiling QuerySets, and preparing every field through ``Model.save()``, cost
-more CPU per postback than the database work itself (measured with cProfile; see
-docs/benchmarks.md). The few reads and writes of the hot path therefore run SQL that is
-built once per model from the model's own fields; the rules stay in Python
-(tracking/postback.py) and the guarantees stay in the database's constraints.
+Measured with cProfile and under load (docs/benchmarks.md): per accepted postback,
+building QuerySets and model instances, psycopg's client-side parameter quoting of ~40
+values and a separate health-check ``SELECT 1`` cost more than the database's own work.
+So the hot path's few statements are written in SQL here, built once from the models' own
+fields, and run like this:
+
+- **server-side binding, prepared once per connection** (``PreparedCursor``): the values
+  travel apart from the statement, and PostgreSQL parses and plans each statement once
+  per connection instead of once per hit;
+- **the first statement of a request is the health check**: a reused connection that
+  turns out dead (a restarted server) is replaced and the statement sent again, instead
+  of sending a ``SELECT 1`` before every request (``CONN_HEALTH_CHECKS`` keeps its meaning);
+- through Django's cursor wrapper, so errors are Django's (``IntegrityError``, …),
+  broken connections are closed at the end of the request, and query capture in tests
+  sees every statement.
+
+The rules stay in Python (tracking/postback.py, tracking/services.py); the guarantees stay
+in the database's constraints.
 """
 
 import functools
-from contextlib import nullcontext
-from typing import Any, TypeVar
+import re
+from typing import Any
 
-from django.db import connection, models, transaction
-
-M = TypeVar("M", bound=models.Model)
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, models
+from django.db.backends.utils import CursorWrapper
 
 #: The largest ID of the definitions' 32-bit AutoFields (offers, publishers, events): a
 #: bigger number names nothing, and is never sent to the database, where it would overflow.
 MAX_DEFINITION_ID = 2**31 - 1
 
 
-def fetch(sql: str, params: Any) -> list[tuple]:
-    """Run one read and return its rows."""
-    with connection.cursor() as cursor:
+def run(sql: str, params: dict[str, Any]) -> list[tuple]:
+    """Run one statement of the hot path and return its rows.
+
+    The first statement on a connection reused from an earlier request doubles as its
+    health check: if it fails because the connection is dead, the connection is replaced
+    and the statement sent once more. (A statement that fails on a dead connection was
+    not run by the server that answers now: a restarted server knows nothing of it.)
+    """
+    if (
+        connection.health_check_enabled
+        and not connection.health_check_done
+        and connection.connection is not None
+        and not connection.in_atomic_block
+    ):
+        try:
+            rows = _run(sql, params)
+        except (OperationalError, InterfaceError):
+            connection.close()
+            rows = _run(sql, params)
+        connection.health_check_done = True
+        return rows
+    return _run(sql, params)
+
+
+def _run(sql: str, params: dict[str, Any]) -> list[tuple]:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        return cursor.fetchall() if cursor.description else []
 
 
-def instance(model: type[M], **values: Any) -> M:
-    """A model instance loaded from ``values`` as the ORM would load it; other fields deferred.
-
-    ``Model.from_db`` takes values in the model's field order; this takes them by name.
-    """
-    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
-    return model.from_db(connection.alias, names, [values[name] for name in names])
-
-
-def insert(row: models.Model) -> None:
-    """``row.save(force_insert=True)`` in one statement, without the ORM's per-save work."""
-    sql, fields = _insert_sql(type(row))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _values(row, fields))
-        row.pk = cursor.fetchone()[0]
-    _mark_saved(row)
-
-
-def insert_linked(first: models.Model, second: models.Model, link: str) -> None:
-    """Insert ``first``, then ``second`` with its foreign key ``link`` pointing at it, atomically.
-
-    On PostgreSQL this is one statement, a data-modifying CTE: a statement is atomic by
-    itself, so it needs one round trip instead of BEGIN, two INSERTs and COMMIT. Inside an
-    outer transaction it runs in a savepoint, so a refused insert leaves that transaction
-    usable. Elsewhere (SQLite) the two inserts share a transaction. Either way a constraint
-    that refuses either row raises (``IntegrityError``) and nothing is written.
-    """
+def _cursor() -> CursorWrapper:
     if connection.vendor != "postgresql":
-        with transaction.atomic():
-            insert(first)
-            setattr(second, link, first)
-            insert(second)
-        return
-    sql, first_fields, second_fields = _insert_linked_sql(type(first), type(second), link)
-    values = _values(first, first_fields) + _values(second, second_fields)
-    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    with savepoint, connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        second.pk, first.pk = cursor.fetchone()
-    _mark_saved(first)
-    _mark_saved(second)
-    setattr(second, link, first)
+        return connection.cursor()
+    # Not connection.cursor(): that would run the health check's own SELECT 1 first.
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = _prepared_cursor_class()(connection.connection)
+    if connection.queries_logged:
+        # Capturing queries (DEBUG, tests) reads the statement's text back from psycopg,
+        # which keeps it only for statements sent unprepared.
+        cursor.prepare = False
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
 
 
-def _mark_saved(row: models.Model) -> None:
-    row._state.adding = False
-    row._state.db = connection.alias
+@functools.cache
+def _prepared_cursor_class() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    options = settings.DATABASES["default"].get("OPTIONS", {})
+
+    class PreparedCursor(ServerBindingCursor):
+        """Server-side binding; every statement prepared on first use per connection
+        (unless prepared statements are switched off: ``CONN_PREPARED_STATEMENTS``)."""
+
+        prepare = options.get("prepare_threshold") is not None
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):  # noqa: ANN001, ANN201
+            prepare = self.prepare if prepare is None else prepare
+            return super().execute(query, params, prepare=prepare, binary=binary)
+
+    return PreparedCursor
 
 
-def _values(row: models.Model, fields: list[tuple[models.Field, bool]]) -> list[Any]:
-    return [
-        field.get_db_prep_save(getattr(row, field.attname), connection)
-        if needs_prep
-        else getattr(row, field.attname)
-        for field, needs_prep in fields
-    ]
+_TYPMOD_RE = re.compile(r"\(.*\)")
 
 
-def _fields(model: type[models.Model], exclude_column: str = "") -> list[tuple]:
-    """The inserted fields, each with whether its value needs the field's own preparation.
+# --- Building statements from the models ------------------------------------------------
+# Only table and column names from the models are interpolated; values are always bound.
 
-    psycopg adapts plain Python values (str, int, bool, Decimal, aware datetimes) exactly
-    as Django would; only JSON needs the field's preparation there. Other engines (SQLite
-    stores datetimes as naive UTC text) get every value prepared by its field.
+
+class Row:
+    """The columns of one model's INSERT, named by attribute (``click_id``, ``revenue``…).
+
+    ``values(row)`` gives the bound parameters for a dict of attribute values, prepared as
+    each engine needs and named with ``prefix`` (two rows in one statement keep their
+    parameters apart); ``select_list`` the placeholders with each column's type spelled out
+    (PostgreSQL cannot infer a parameter's type in a SELECT list, as it can in VALUES).
     """
-    prepare_all = connection.vendor != "postgresql"
-    return [
-        (field, prepare_all or isinstance(field, models.JSONField))
-        for field in model._meta.concrete_fields
-        if not field.primary_key and field.column != exclude_column
-    ]
 
+    def __init__(
+        self, model: type[models.Model], *, exclude: tuple[str, ...] = (), prefix: str = ""
+    ) -> None:
+        self.model = model
+        self.prefix = prefix
+        self.fields = [
+            field
+            for field in model._meta.concrete_fields
+            if not field.primary_key and field.attname not in exclude
+        ]
+        self.table = connection.ops.quote_name(model._meta.db_table)
+        self.names = [field.attname for field in self.fields]
+        self.columns = ", ".join(connection.ops.quote_name(f.column) for f in self.fields)
 
-def _columns(fields: list[tuple]) -> str:
-    return ", ".join(connection.ops.quote_name(field.column) for field, _ in fields)
+    @functools.cached_property
+    def select_list(self) -> str:
+        if connection.vendor != "postgresql":
+            return self.placeholders
+        # The base type without length or scale ("varchar", "numeric"): a cast to
+        # varchar(255) would cut a longer value silently, where the column refuses it.
+        return ", ".join(
+            f"%({self.prefix}{field.attname})s::{_TYPMOD_RE.sub('', field.db_type(connection))}"
+            for field in self.fields
+        )
 
+    @functools.cached_property
+    def placeholders(self) -> str:
+        return ", ".join(f"%({self.prefix}{name})s" for name in self.names)
 
-def _placeholders(fields: list[tuple]) -> str:
-    return ", ".join(["%s"] * len(fields))
-
-
-# Only table and column names from the models are interpolated below; values are bound.
-
-
-@functools.cache
-def _insert_sql(model: type[models.Model]) -> tuple[str, list[tuple]]:
-    fields = _fields(model)
-    table = connection.ops.quote_name(model._meta.db_table)
-    sql = f"INSERT INTO {table} ({_columns(fields)}) VALUES ({_placeholders(fields)}) RETURNING id"  # noqa: S608
-    return sql, fields
-
-
-@functools.cache
-def _insert_linked_sql(
-    first_model: type[models.Model], second_model: type[models.Model], link: str
-) -> tuple[str, list[tuple], list[tuple]]:
-    quote = connection.ops.quote_name
-    link_column = second_model._meta.get_field(link).column
-    first_fields = _fields(first_model)
-    second_fields = _fields(second_model, exclude_column=link_column)
-    sql = (
-        f"WITH first AS (INSERT INTO {quote(first_model._meta.db_table)} "  # noqa: S608
-        f"({_columns(first_fields)}) VALUES ({_placeholders(first_fields)}) RETURNING id) "
-        f"INSERT INTO {quote(second_model._meta.db_table)} "
-        f"({_columns(second_fields)}, {quote(link_column)}) "
-        f"SELECT {_placeholders(second_fields)}, first.id FROM first "
-        f"RETURNING id, {quote(link_column)}"
-    )
-    return sql, first_fields, second_fields
+    def values(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Bound values for ``row``. psycopg adapts plain values (str, int, bool, Decimal,
+        aware datetimes) exactly as Django would, and JSON arrives already encoded; other
+        engines (SQLite keeps datetimes as naive UTC text) get each value prepared by its
+        field, as ``Model.save()`` would."""
+        prefix = self.prefix
+        if connection.vendor == "postgresql":
+            return {prefix + name: value for name, value in row.items()} if prefix else row
+        return {
+            prefix + field.attname: row[field.attname]
+            if isinstance(field, models.JSONField)
+            else field.get_db_prep_save(row[field.attname], connection)
+            for field in self.fields
+        }

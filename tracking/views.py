@@ -5,6 +5,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import (
     HttpRequest,
     HttpResponse,
+    HttpResponseBadRequest,
     HttpResponseNotFound,
     HttpResponseRedirect,
     JsonResponse,
@@ -14,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from tracking.http import client_ip, header
+from tracking.http import client_ip, header, query_params
 from tracking.models import Reason
 from tracking.postback import postback_process, postback_unreadable
 from tracking.services import SUB_FIELDS, ClickRefused, click_record
@@ -29,6 +30,12 @@ def _positive_int(value: str | None) -> int | None:
     return number if number > 0 else None
 
 
+def _printable_sub(value: str) -> str:
+    if not value.isprintable():
+        value = "".join(ch for ch in value if ch.isprintable())
+    return value[:SUB_VALUE_LIMIT]
+
+
 def _plain_404(message: str) -> HttpResponse:
     return HttpResponseNotFound(message + "\n", content_type="text/plain; charset=utf-8")
 
@@ -38,18 +45,20 @@ def _plain_404(message: str) -> HttpResponse:
 @require_GET
 def click(request: HttpRequest) -> HttpResponse:
     """``GET /click?offer_id=…&aff_id=…``: record a click and redirect to the offer."""
-    offer_id = _positive_int(request.GET.get("offer_id"))
-    publisher_id = _positive_int(request.GET.get("aff_id"))
+    try:
+        query = query_params(request)
+    except SuspiciousOperation:
+        return HttpResponseBadRequest(
+            "The tracking link's query string could not be read (too many parameters).\n",
+            content_type="text/plain; charset=utf-8",
+        )
+    offer_id = _positive_int(query.get("offer_id"))
+    publisher_id = _positive_int(query.get("aff_id"))
     if offer_id is None:
         return _plain_404("Unknown offer: offer_id must be the numeric ID of an active offer.")
     if publisher_id is None:
         return _plain_404("Unknown publisher: aff_id must be the numeric ID of a publisher.")
-    subs = {
-        field: "".join(ch for ch in request.GET.get(field, "") if ch.isprintable())[
-            :SUB_VALUE_LIMIT
-        ]
-        for field in SUB_FIELDS
-    }
+    subs = {field: _printable_sub(query.get(field, "")) for field in SUB_FIELDS}
     try:
         result = click_record(
             offer_id=offer_id,
@@ -84,7 +93,7 @@ RETRY_AFTER_SECONDS = 5
 def _merged_params(request: HttpRequest) -> dict[str, str]:
     """The query string, then the form body over it (the body wins); a repeated name's last
     value wins."""
-    params = {name: values[-1] for name, values in request.GET.lists()}
+    params = query_params(request)
     if request.method == "POST":
         params.update({name: values[-1] for name, values in request.POST.lists()})
     return params
@@ -93,7 +102,7 @@ def _merged_params(request: HttpRequest) -> dict[str, str]:
 def _query_if_readable(request: HttpRequest) -> dict[str, str]:
     """The query string's parameters for the log, when only the body was unreadable."""
     try:
-        return {name: values[-1] for name, values in request.GET.lists()}
+        return query_params(request)
     except SuspiciousOperation:
         return {}
 
@@ -160,7 +169,8 @@ def postback(request: HttpRequest) -> HttpResponse:
 
 def _carries_postback(request: HttpRequest) -> bool:
     try:
-        if any(name in request.GET for name in ("transaction_id", "secure")):
+        query = query_params(request)
+        if "transaction_id" in query or "secure" in query:
             return True
         return request.method == "POST" and any(
             name in request.POST for name in ("transaction_id", "secure")

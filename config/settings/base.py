@@ -90,6 +90,11 @@ def database_config(url: str) -> dict:
         config.setdefault("OPTIONS", {})
         config["OPTIONS"].setdefault("connect_timeout", 5)
         config["OPTIONS"].setdefault("application_name", "clicktrail")
+        # The tracking path's few statements are prepared once per connection
+        # (tracking/sql.py); Django's own queries never are (client-side binding). Switch
+        # it off behind a PgBouncer in transaction mode older than 1.21.
+        if env.bool("CONN_PREPARED_STATEMENTS", default=True):
+            config["OPTIONS"].setdefault("prepare_threshold", 5)
     return config
 
 

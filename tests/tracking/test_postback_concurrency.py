@@ -8,19 +8,15 @@ transaction. Then the same on SQLite, the embedded default, with a handful of re
 """
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import requests
@@ -28,105 +24,14 @@ from django.db import connection, transaction
 
 from tests.factories import ClickFactory, ConversionFactory, EventFactory, EventRecordFactory
 from tests.markers import requires_postgresql
+from tests.servers import ROOT, answers, fire_at_once, gunicorn
 from tracking.models import Conversion, EventRecord, PostbackLog
 
-ROOT = Path(__file__).resolve().parents[2]
-PORTS = range(8100, 8200)  # this suite's own port range
 REQUESTS = 50
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 8100-8199")
-
-
-@contextmanager
-def gunicorn(database_url: str, log_path: Path, *, workers: int = 2) -> Iterator[str]:
-    """A real gunicorn with the production config file, on the given database."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": str(workers),
-        "GUNICORN_THREADS": "4",
-    }
-    with open(log_path, "ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py", "config.wsgi"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass  # not listening yet, or its workers are still booting
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def fire_at_once(urls: list[str], params_list: list[dict[str, str]]) -> list[requests.Response]:
-    """Release one request per (url, params) at the same instant, each on its own thread."""
-    barrier = threading.Barrier(len(urls))
-
-    def one(url: str, params: dict[str, str]) -> requests.Response:
-        with requests.Session() as session:
-            barrier.wait()
-            return session.get(f"{url}/postback", params=params, timeout=60)
-
-    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-        return list(pool.map(one, urls, params_list))
-
-
-def postgres_url() -> str:
-    settings = connection.settings_dict
-    auth = quote(settings["USER"] or "", safe="")
-    if settings.get("PASSWORD"):
-        auth += ":" + quote(settings["PASSWORD"], safe="")
-    host = settings["HOST"] or "127.0.0.1"
-    return f"postgres://{auth}@{host}:{settings['PORT'] or 5432}/{settings['NAME']}"
-
-
-@pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("gunicorn") / "servers.log"
-
-
-@pytest.fixture(scope="module")
-def servers(django_db_setup, django_db_blocker, server_log) -> Iterator[list[str]]:  # noqa: ANN001
-    """Two gunicorn servers on the test database, like two application hosts."""
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://…")
-    url = postgres_url()
-    with gunicorn(url, server_log) as first, gunicorn(url, server_log) as second:
-        yield [first, second]
 
 
 def spread(servers: list[str], count: int = REQUESTS) -> list[str]:
     return [servers[n % len(servers)] for n in range(count)]
-
-
-def answers(responses: list[requests.Response]) -> Counter:
-    return Counter((r.status_code, r.json()["reason"]) for r in responses)
 
 
 @pytest.mark.django_db(transaction=True)

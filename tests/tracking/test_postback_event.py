@@ -12,7 +12,6 @@ from tests.factories import (
     EventRecordFactory,
     OfferFactory,
 )
-from tests.markers import ON_POSTGRESQL
 from tracking.models import EventRecord, PostbackLog
 from tracking.postback import postback_process
 
@@ -364,25 +363,3 @@ def test_event_dry_run_returns_the_decision_and_writes_nothing(converted):
     assert outcome.body["event_id"] == event.pk
     assert not EventRecord.objects.exists()
     assert not PostbackLog.objects.exists()
-
-
-def test_the_postback_path_keeps_its_database_round_trips_few(
-    client, converted, django_assert_max_num_queries
-):
-    conversion, event = converted
-    fresh = ClickFactory(offer=conversion.offer)
-    conversion_params = event_params(fresh)
-    params = event_params(conversion.click, event_id=str(event.pk))
-
-    # The click with its offer, advertiser and conversion; then the record and its log row
-    # in one statement (wrapped in a savepoint here, because the test runs in a transaction).
-    # Elsewhere than PostgreSQL the record and its log row are two inserts.
-    two_inserts = 0 if ON_POSTGRESQL else 1
-    with django_assert_max_num_queries(4 + two_inserts):
-        assert client.get("/postback", conversion_params).status_code == 200
-    # The click; the event with its duplicate flags; the record and log row in one statement.
-    with django_assert_max_num_queries(5 + two_inserts):
-        assert client.get("/postback", params).status_code == 200
-    # The normal duplicate is answered by the reads: no failed insert, just the log row.
-    with django_assert_max_num_queries(3):
-        assert client.get("/postback", params).status_code == 409

@@ -1,0 +1,231 @@
+"""What the tracking path reads of the definitions on every hit, cached per process.
+
+A click needs its offer's status and destination; a postback its click's offer, that
+offer's advertiser's token and the offer's events with their revenue and payout rules.
+These change a few times a day and are read thousands of times a second, so each process
+keeps them in memory, loaded on first use.
+
+The cache is exact, not "fresh enough": every write to advertisers, offers and events sets
+a new definitions version (a statement trigger, migration ``offers/0002``), and the
+tracking path reads that version *in the statement it runs anyway* (the click lookup, the
+click insert) and asks ``definitions(version=…)`` for the cache of exactly that version. A
+different version drops the whole cache. So a postback is judged by the rules committed
+when its own statement ran, as if it had read them from the tables; an edit counts from
+the next hit on, in every process and on every server.
+
+On SQLite there is no version (``VERSION_SQL`` is ``NULL``): each request gets a cache of
+its own, so every hit reads the definitions (in-process, cheap).
+"""
+
+import hmac
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+
+from offers.models import Advertiser, Event, Offer
+from offers.money import earned, is_percentage
+from offers.tokens import token_digest
+
+#: The current definitions version, as an SQL expression a statement can select.
+VERSION_SQL = {
+    "postgresql": "(SELECT version FROM offers_definitions_version WHERE id = 1)",
+}
+
+
+def version_sql() -> str:
+    return VERSION_SQL.get(connection.vendor, "NULL")
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyRules:
+    """How a conversion or an event earns: the revenue and payout rules (SPEC "Money")."""
+
+    revenue_type: str
+    revenue_value: Decimal
+    payout_type: str
+    payout_value: Decimal
+
+    @property
+    def needs_amount(self) -> bool:
+        """A CPS rule on either side is a percentage of the sale: ``amount`` is required."""
+        return is_percentage(self.revenue_type) or is_percentage(self.payout_type)
+
+    def revenue(self, amount: Decimal | None) -> Decimal:
+        return earned(money_type=self.revenue_type, value=self.revenue_value, amount=amount)
+
+    def payout(self, amount: Decimal | None) -> Decimal:
+        return earned(money_type=self.payout_type, value=self.payout_value, amount=amount)
+
+
+@dataclass(frozen=True, slots=True)
+class OfferDefinition:
+    id: int
+    advertiser_id: int
+    postback_token: str  # the advertiser's
+    status: str
+    destination_url: str
+    currency: str
+    money: MoneyRules
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == Offer.Status.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class EventDefinition:
+    id: int
+    offer_id: int
+    name: str
+    allow_multiple: bool
+    money: MoneyRules
+
+
+@dataclass(frozen=True, slots=True)
+class OfferEvents:
+    """An offer's events by event ID and by name (names are case sensitive)."""
+
+    by_id: dict[int, EventDefinition]
+    by_name: dict[str, EventDefinition]
+
+
+_MONEY_FIELDS = ("revenue_type", "revenue_value", "payout_type", "payout_value")
+_OFFER_FIELDS = (
+    "id",
+    "advertiser_id",
+    "advertiser__postback_token",
+    "status",
+    "destination_url",
+    "currency",
+    *_MONEY_FIELDS,
+)
+_EVENT_FIELDS = ("id", "offer_id", "name", "allow_multiple", *_MONEY_FIELDS)
+
+
+class Definitions:
+    """The definitions as of one version, loaded lazily with the ORM on first use.
+
+    The version was read by the hit's own statement *before* anything here is loaded, so
+    what is loaded is at least that new (READ COMMITTED): a cache is never older than its
+    version. Should an edit commit between the two, the next hit reads the newer version
+    and starts over.
+    """
+
+    def __init__(self, key: tuple[str, int] | None) -> None:
+        self.key = key
+        self._offers: dict[int, OfferDefinition | None] = {}
+        self._events: dict[int, OfferEvents] = {}
+        self._advertisers_by_digest: dict[str, tuple[int, str]] = {}
+
+    @property
+    def version(self) -> int | None:
+        return self.key[1] if self.key else None
+
+    def offer(self, offer_id: int) -> OfferDefinition | None:
+        """The offer (with its advertiser's token), or None if no offer has this ID."""
+        try:
+            return self._offers[offer_id]
+        except KeyError:
+            pass
+        row = Offer.objects.filter(pk=offer_id).values_list(*_OFFER_FIELDS).first()
+        offer = _offer(row) if row else None
+        self._offers[offer_id] = offer
+        if offer is not None:
+            # Its advertiser's other postbacks (an unknown transaction_id, say) need no query.
+            digest = token_digest(offer.postback_token)
+            self._advertisers_by_digest[digest] = (offer.advertiser_id, offer.postback_token)
+        return offer
+
+    def events(self, offer_id: int) -> OfferEvents:
+        """All events of the offer (one query the first time)."""
+        try:
+            return self._events[offer_id]
+        except KeyError:
+            pass
+        events = [
+            _event(row)
+            for row in Event.objects.filter(offer_id=offer_id).values_list(*_EVENT_FIELDS)
+        ]
+        found = self._events[offer_id] = OfferEvents(
+            by_id={event.id: event for event in events},
+            by_name={event.name: event for event in events},
+        )
+        return found
+
+    def advertiser_for_token(self, token: str) -> int | None:
+        """The ID of the advertiser whose postback token this is, or None.
+
+        Found by the token's digest (so no query compares the secret itself) and confirmed
+        in constant time. Unknown tokens are not remembered (anyone can send any number of
+        them); known ones are.
+        """
+        digest = token_digest(token)
+        try:
+            advertiser_id, stored = self._advertisers_by_digest[digest]
+        except KeyError:
+            row = (
+                Advertiser.objects.filter(postback_token_digest=digest)
+                .values_list("id", "postback_token")
+                .first()
+            )
+            if row is None:
+                return None
+            advertiser_id, stored = self._advertisers_by_digest[digest] = row
+        return advertiser_id if tokens_match(stored, token) else None
+
+
+def tokens_match(stored: str, given: str) -> bool:
+    """Whether ``given`` is the token ``stored``, compared in constant time."""
+    return hmac.compare_digest(stored.encode("utf-8"), given.encode("utf-8", "surrogatepass"))
+
+
+def _money(row: tuple) -> MoneyRules:
+    revenue_type, revenue_value, payout_type, payout_value = row
+    return MoneyRules(revenue_type, Decimal(revenue_value), payout_type, Decimal(payout_value))
+
+
+def _offer(row: tuple) -> OfferDefinition:
+    offer_id, advertiser_id, token, status, destination, currency, *money = row
+    return OfferDefinition(
+        offer_id, advertiser_id, token, status, destination, currency, _money(tuple(money))
+    )
+
+
+def _event(row: tuple) -> EventDefinition:
+    event_id, offer_id, name, allow_multiple, *money = row
+    return EventDefinition(event_id, offer_id, name, bool(allow_multiple), _money(tuple(money)))
+
+
+_current: Definitions | None = None
+
+
+def definitions(*, version: int | None) -> Definitions:
+    """The process's cache of the definitions at ``version`` (read by the caller's own
+    statement). A new version starts an empty cache; ``None`` (SQLite) a private one."""
+    global _current
+    if version is None:
+        return Definitions(None)
+    key = (connection.settings_dict["NAME"], version)
+    current = _current
+    if current is None or current.key != key:
+        current = _current = Definitions(key)
+    return current
+
+
+def cached_definitions() -> Definitions | None:
+    """The process's cache as it stands, whatever its version (None before the first hit)."""
+    current = _current
+    if current is None or current.key is None:
+        return None
+    return current if current.key[0] == connection.settings_dict["NAME"] else None
+
+
+def current_version() -> int | None:
+    """The definitions version now, read on its own (for hits that have no statement of
+    their own to carry it). None where there is no version (SQLite)."""
+    if connection.vendor not in VERSION_SQL:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {version_sql()}")  # noqa: S608 - a constant expression
+        return cursor.fetchone()[0]
