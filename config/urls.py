@@ -24,6 +24,10 @@ router.register("event-records", tracking_api.EventRecordViewSet, basename="even
 router.register("postbacks", tracking_api.PostbackLogViewSet, basename="postback-log")
 
 urlpatterns = [
+    # First: the public endpoints, including the site root (postbacks may arrive at "/").
+    # They take thousands of hits a second and are resolved against every pattern before
+    # theirs; none of their paths is a prefix of another pattern's.
+    path("", include("tracking.urls")),
     # The offer page's Test postback tab (JSON); before admin/ so the admin does not claim them.
     path(
         "admin/tracking/test-postback/<int:offer_id>/click/",
@@ -40,6 +44,4 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    # Last: the public endpoints, including the site root (postbacks may arrive at "/").
-    path("", include("tracking.urls")),
 ]

@@ -117,6 +117,7 @@ class Definitions:
         self._offers: dict[int, OfferDefinition | None] = {}
         self._events: dict[int, OfferEvents] = {}
         self._advertisers_by_digest: dict[str, tuple[int, str]] = {}
+        self._event_offers: dict[int, int] = {}
 
     @property
     def version(self) -> int | None:
@@ -151,7 +152,21 @@ class Definitions:
             by_id={event.id: event for event in events},
             by_name={event.name: event for event in events},
         )
+        self._event_offers.update((event.id, offer_id) for event in events)
         return found
+
+    # What is cached already, without loading anything (None where nothing is cached):
+    # for the tracking path's one-statement attempt, which only tries what it can predict.
+
+    def cached_offer(self, offer_id: int) -> OfferDefinition | None:
+        return self._offers.get(offer_id)
+
+    def cached_events(self, offer_id: int) -> OfferEvents | None:
+        return self._events.get(offer_id)
+
+    def cached_event_offer(self, event_id: int) -> int | None:
+        """The offer of the event with this (platform-wide) event ID."""
+        return self._event_offers.get(event_id)
 
     def advertiser_for_token(self, token: str) -> int | None:
         """The ID of the advertiser whose postback token this is, or None.

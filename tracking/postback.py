@@ -34,13 +34,14 @@ from offers.definitions import (
     Definitions,
     EventDefinition,
     OfferDefinition,
+    cached_definitions,
     definitions,
     tokens_match,
     version_sql,
 )
 from offers.tokens import mask_token
 from tracking.models import Conversion, EventRecord, PostbackLog, Reason
-from tracking.sql import Row, run
+from tracking.sql import Row, on_postgresql, run
 
 REQUIRED_PARAMETERS = ("secure", "transaction_id")
 ADV_SUB_PARAMETERS = ("adv_sub", "adv_sub2", "adv_sub3", "adv_sub4", "adv_sub5")
@@ -195,7 +196,14 @@ def postback_process(
     params = {str(name): "" if value is None else str(value) for name, value in params.items()}
     trail = _Trail(type=_postback_type(params))
     try:
-        decision = _decide(params, trail)
+        data = _parsed(params)
+        facts = None
+        if not dry_run:
+            attempt = _accept_at_once(data, params, trail, method, ip, user_agent)
+            if isinstance(attempt, PostbackOutcome):
+                return attempt
+            facts = attempt
+        decision = _decide(data, trail, facts)
         if dry_run and decision.event is not None:
             # The write would find a duplicate (check 10); a dry run asks instead.
             _refuse_duplicate_event(decision.click, decision.event, decision.data.adv_sub)
@@ -228,7 +236,7 @@ def postback_unreadable(
 # --- The checks, in the spec's order ------------------------------------------------------
 
 
-def _decide(params: dict[str, str], trail: _Trail) -> _Decision:
+def _parsed(params: dict[str, str]) -> PostbackParams:
     # 1. secure or transaction_id missing or empty.
     missing = [name for name in REQUIRED_PARAMETERS if not params.get(name)]
     if missing:
@@ -239,13 +247,18 @@ def _decide(params: dict[str, str], trail: _Trail) -> _Decision:
         )
 
     # 2. A parameter malformed.
-    data = _validated(params)
+    return _validated(params)
 
+
+def _decide(
+    data: PostbackParams, trail: _Trail, facts: tuple[Definitions, "_Click | None"] | None
+) -> _Decision:
+    """Checks 3 to 12, on the click as ``facts`` found it (else it is read now)."""
     # 3 to 5 with one read: the click and its conversion's ID, and the definitions version
     # that tells which cached token and rules are current. When the token is the click's
     # advertiser's, checks 3, 4 and 5 all pass; only otherwise is the token looked up on its
     # own, to tell the three answers apart in the spec's order.
-    defs, click = _click_for(data.transaction_id)
+    defs, click = facts or _click_for(data.transaction_id)
     offer = defs.offer(click.offer_id) if click is not None else None
     if offer is not None and tokens_match(offer.postback_token, data.secure):
         trail.advertiser_id = offer.advertiser_id
@@ -565,7 +578,7 @@ _RECORDS = {"conversion": Row(Conversion), "event_record": Row(EventRecord)}
 
 
 @functools.cache
-def _accept_sql(link: str, dedupe: str, vendor: str) -> tuple[str, str]:
+def _accept_sql(link: str, dedupe: str, postgresql: bool) -> tuple[str, str]:
     """The statement(s) that write an accepted postback: (record, log row) on SQLite, run in
     one transaction; on PostgreSQL one statement (a data-modifying CTE, atomic by itself,
     one round trip) and ``""``.
@@ -590,7 +603,7 @@ def _accept_sql(link: str, dedupe: str, vendor: str) -> tuple[str, str]:
         f"SELECT {record.select_list} {where} "
         "ON CONFLICT DO NOTHING RETURNING id"
     )
-    if vendor != "postgresql":
+    if not postgresql:
         insert_log = (
             f"INSERT INTO {_LOG.table} ({_LOG.columns}) VALUES ({_LOG.placeholders}) RETURNING id"  # noqa: S608, E501
         )
@@ -646,10 +659,10 @@ def _accept(
         link, dedupe = "conversion", ""
         duplicate = _duplicate_conversion()
     log = _log_values(params, trail, method, ip, user_agent, created_at=now)
-    record_sql, log_sql = _accept_sql(link, dedupe, connection.vendor)
+    record_sql, log_sql = _accept_sql(link, dedupe, on_postgresql())
     record_row = _RECORDS[link].values(record)
 
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         values = record_row | _LOG_WITH_RECORD.values(log)
         values["duplicate_message"] = duplicate.message
         # Inside an outer transaction (tests, the admin) a savepoint keeps it usable should
@@ -674,6 +687,158 @@ def _accept(
             log_id=log_id,
             is_event=event is not None,
         )
+    return PostbackOutcome(
+        status_code=STATUS[Reason.ACCEPTED],
+        reason=Reason.ACCEPTED,
+        body=_accepted_body(decision, record_id=record_id),
+        log_id=log_id,
+        record_id=record_id,
+        is_event=event is not None,
+    )
+
+
+# --- The one-statement path ------------------------------------------------------------------
+# A postback whose URL names its offer (offer_id, or an event_id: event IDs are platform-wide)
+# can be judged before its click is read, as far as the definitions go: the token, the event,
+# the money. What only the click can tell (that it exists, is that offer's, has or lacks its
+# conversion, is no duplicate) becomes the conditions of the insert itself. So the generated
+# URLs' postbacks, the bulk of the traffic, are one round trip when accepted. When the insert
+# does not happen, the statement still brings back what it read of the click and the
+# definitions version, and the checks run in order on that, as for any other postback.
+
+_ONCE_LOG = Row(PostbackLog, exclude=(*_LOG_OUTCOME, "click_id"), prefix="log_")
+
+
+@functools.cache
+def _accept_at_once_sql(link: str, dedupe: str) -> str:
+    record = _RECORDS[link]
+    from_click = {"click_id": "click.id", "publisher_id": "click.publisher_id"}
+    if link == "event_record":
+        from_click["conversion_id"] = "click.conversion_id"
+        conversion = "click.conversion_id IS NOT NULL"
+    else:
+        conversion = "click.conversion_id IS NULL"
+    duplicates = ""
+    if dedupe:
+        duplicates = (
+            f" AND NOT EXISTS (SELECT 1 FROM {record.table} r "  # noqa: S608
+            "WHERE r.click_id = click.id AND r.event_id = %(event_id)s"
+            + (" AND r.adv_sub = %(adv_sub)s" if dedupe == "adv_sub" else "")
+            + ")"
+        )
+    log = _ONCE_LOG
+    return f"""
+WITH click AS (
+    SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id,
+           (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id
+    FROM (SELECT 1) AS one
+    LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
+), record AS (
+    INSERT INTO {record.table} ({record.columns})
+    SELECT {record.select_list_with(from_click)} FROM click
+    WHERE click.version = %(version)s AND click.offer_id = %(offer_id)s AND {conversion}
+          {duplicates}
+    ON CONFLICT DO NOTHING
+    RETURNING id, click_id
+), log AS (
+    INSERT INTO {log.table} ({log.columns}, click_id, reason, status_code, message, {link}_id)
+    SELECT {log.select_list}, record.click_id, 'accepted', 200, '', record.id FROM record
+    RETURNING id
+)
+SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
+       (SELECT id FROM record), (SELECT id FROM log)
+FROM click
+"""  # noqa: S608 - only names and constants are interpolated
+
+
+def _accept_at_once(
+    data: PostbackParams,
+    params: dict[str, str],
+    trail: _Trail,
+    method: str,
+    ip: str | None,
+    user_agent: str,
+) -> "PostbackOutcome | tuple[Definitions, _Click | None] | None":
+    """Checks 3 to 12 and the write in one statement, where the postback names its offer and
+    its definitions are cached (see above). The outcome when accepted; else what the
+    statement read (the definitions at its version, the click or None); None where it was
+    not tried."""
+    defs = cached_definitions()
+    if defs is None or not on_postgresql() or not _TRANSACTION_ID_RE.fullmatch(data.transaction_id):
+        return None
+    offer_id = data.offer_id
+    if offer_id is None and data.event_id is not None:
+        offer_id = defs.cached_event_offer(data.event_id)
+    offer = defs.cached_offer(offer_id) if offer_id is not None else None
+    if offer is None or not tokens_match(offer.postback_token, data.secure):
+        return None
+    event = None
+    money = offer.money
+    if data.is_event:
+        events = defs.cached_events(offer.id)
+        if events is None:
+            return None
+        by_id = events.by_id.get(data.event_id) if data.event_id is not None else None
+        by_name = events.by_name.get(data.event_name) if data.event_name is not None else None
+        event = by_id or by_name
+        if (
+            event is None
+            or (data.event_id is not None and by_id is None)
+            or (data.event_name is not None and by_name is not event)
+        ):
+            return None
+        money = event.money
+    if money.needs_amount and data.amount is None:
+        return None
+
+    now = timezone.now()
+    revenue, payout = money.revenue(data.amount), money.payout(data.amount)
+    currency = data.currency or offer.currency
+    record = {
+        "offer_id": offer.id,
+        "revenue": revenue,
+        "payout": payout,
+        "currency": currency,
+        "amount": data.amount,
+        **data.adv_subs,
+        "created_at": now,
+    }
+    if event is not None:
+        link, dedupe = "event_record", _dedupe(event, data.adv_sub)
+        record |= {"event_id": event.id, "allow_multiple": event.allow_multiple}
+    else:
+        link, dedupe = "conversion", ""
+    accepted_trail = _Trail(
+        type=trail.type,
+        advertiser_id=offer.advertiser_id,
+        event_id=event.id if event is not None else None,
+    )
+    log = _log_values(params, accepted_trail, method, ip, user_agent, created_at=now)
+    log["offer_id"] = offer.id
+    values = (
+        _RECORDS[link].values(record)
+        | _ONCE_LOG.values(log)
+        | {"transaction_id": data.transaction_id, "version": defs.version}
+    )
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        ((version, click_id, click_offer, publisher_id, conversion_id, record_id, log_id),) = run(
+            _accept_at_once_sql(link, dedupe), values
+        )
+    click = None
+    if click_id is not None:
+        click = _Click(click_id, click_offer, publisher_id, conversion_id)
+    if record_id is None:
+        return definitions(version=version), click
+    assert click is not None
+    decision = _Decision(
+        data=data,
+        click=click,
+        offer=offer,
+        event=event,
+        revenue=revenue,
+        payout=payout,
+        currency=currency,
+    )
     return PostbackOutcome(
         status_code=STATUS[Reason.ACCEPTED],
         reason=Reason.ACCEPTED,

@@ -5,7 +5,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from offers.definitions import (
@@ -17,7 +17,7 @@ from offers.definitions import (
     version_sql,
 )
 from tracking.models import Click
-from tracking.sql import MAX_DEFINITION_ID, Row, run
+from tracking.sql import MAX_DEFINITION_ID, Row, on_postgresql, run
 
 SUB_FIELDS = ("aff_sub", "aff_sub2", "aff_sub3", "aff_sub4", "aff_sub5", "source")
 
@@ -74,7 +74,7 @@ def _record_sql() -> str:
 
 def _insert(click: dict, checked_version: int | None) -> tuple[int | None, bool, int | None]:
     """(version, publisher known, the new click's ID or None)."""
-    if connection.vendor == "postgresql":
+    if on_postgresql():
         ((version, publisher_known, click_id),) = run(
             _record_sql(), _CLICK.values(click) | {"checked_version": checked_version}
         )

@@ -25,7 +25,15 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, models
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    models,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 #: The largest ID of the definitions' 32-bit AutoFields (offers, publishers, events): a
@@ -33,49 +41,57 @@ from django.db.backends.utils import CursorWrapper
 MAX_DEFINITION_ID = 2**31 - 1
 
 
+@functools.cache
+def on_postgresql() -> bool:
+    """Whether the database is PostgreSQL (fixed for the life of the process)."""
+    return connection.vendor == "postgresql"
+
+
 def run(sql: str, params: dict[str, Any]) -> list[tuple]:
-    """Run one statement of the hot path and return its rows.
+    """Run one statement of the hot path and return its rows (every statement here
+    returns rows).
 
     The first statement on a connection reused from an earlier request doubles as its
     health check: if it fails because the connection is dead, the connection is replaced
     and the statement sent once more. (A statement that fails on a dead connection was
     not run by the server that answers now: a restarted server knows nothing of it.)
     """
+    db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a lookup
     if (
-        connection.health_check_enabled
-        and not connection.health_check_done
-        and connection.connection is not None
-        and not connection.in_atomic_block
+        db.health_check_enabled
+        and not db.health_check_done
+        and db.connection is not None
+        and not db.in_atomic_block
     ):
         try:
-            rows = _run(sql, params)
+            rows = _run(db, sql, params)
         except (OperationalError, InterfaceError):
-            connection.close()
-            rows = _run(sql, params)
-        connection.health_check_done = True
+            db.close()
+            rows = _run(db, sql, params)
+        db.health_check_done = True
         return rows
-    return _run(sql, params)
+    return _run(db, sql, params)
 
 
-def _run(sql: str, params: dict[str, Any]) -> list[tuple]:
-    with _cursor() as cursor:
+def _run(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> list[tuple]:
+    with _cursor(db) as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
+        return cursor.fetchall()
 
 
-def _cursor() -> CursorWrapper:
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    # Not connection.cursor(): that would run the health check's own SELECT 1 first.
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        cursor = _prepared_cursor_class()(connection.connection)
-    if connection.queries_logged:
+def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
+    if db.vendor != "postgresql":
+        return db.cursor()
+    # Not db.cursor(): that would run the health check's own SELECT 1 first.
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = _prepared_cursor_class()(db.connection)
+    if db.queries_logged:
         # Capturing queries (DEBUG, tests) reads the statement's text back from psycopg,
         # which keeps it only for statements sent unprepared.
         cursor.prepare = False
-        return connection.make_debug_cursor(cursor)
-    return connection.make_cursor(cursor)
+        return db.make_debug_cursor(cursor)
+    return db.make_cursor(cursor)
 
 
 @functools.cache
@@ -129,12 +145,20 @@ class Row:
 
     @functools.cached_property
     def select_list(self) -> str:
-        if connection.vendor != "postgresql":
-            return self.placeholders
+        return self.select_list_with({})
+
+    def select_list_with(self, expressions: dict[str, str]) -> str:
+        """The select list, with the columns named in ``expressions`` taken from those SQL
+        expressions (another CTE's columns) instead of parameters."""
+        if not on_postgresql():
+            return ", ".join(
+                expressions.get(name, f"%({self.prefix}{name})s") for name in self.names
+            )
         # The base type without length or scale ("varchar", "numeric"): a cast to
         # varchar(255) would cut a longer value silently, where the column refuses it.
         return ", ".join(
-            f"%({self.prefix}{field.attname})s::{_TYPMOD_RE.sub('', field.db_type(connection))}"
+            expressions.get(field.attname)
+            or f"%({self.prefix}{field.attname})s::{_TYPMOD_RE.sub('', field.db_type(connection))}"
             for field in self.fields
         )
 
@@ -148,7 +172,7 @@ class Row:
         engines (SQLite keeps datetimes as naive UTC text) get each value prepared by its
         field, as ``Model.save()`` would."""
         prefix = self.prefix
-        if connection.vendor == "postgresql":
+        if on_postgresql():
             return {prefix + name: value for name, value in row.items()} if prefix else row
         return {
             prefix + field.attname: row[field.attname]
