@@ -19,11 +19,12 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +47,19 @@ class Result:
     statuses: dict[str, int]
     ratio_to_healthz: float = 0.0
     check: str = ""
+    per_round: list[float] = field(default_factory=list)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clicks", type=int, default=1_000_000, help="clicks in the database")
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every scenario; medians are reported (the machine is noisy)",
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--database", default="clicktrail_bench_postbacks")
@@ -103,8 +111,9 @@ def setup_django(database: str) -> dict[str, str]:
     return env
 
 
-def prepare(clicks: int) -> dict[str, object]:
-    """Definitions, ``clicks`` clicks (COPY), and 10% of them converted."""
+def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
+    """Definitions, ``clicks`` clicks (COPY), and at least ``converted`` converted clicks
+    without an event record."""
     from decimal import Decimal
 
     from django.db import connection
@@ -174,7 +183,7 @@ def prepare(clicks: int) -> dict[str, object]:
             "SELECT count(*) FROM tracking_conversion v WHERE NOT EXISTS "
             "(SELECT 1 FROM tracking_eventrecord r WHERE r.click_id = v.click_id)"
         )
-        missing = CONVERTED - cursor.fetchone()[0]
+        missing = converted - cursor.fetchone()[0]
         while missing > 0:
             cursor.execute(
                 """
@@ -204,24 +213,34 @@ def pool(sql: str, size: int) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def write_paths(name: str, paths: list[str]) -> Path:
+def write_paths(name: str, paths: list[str], rounds: int = 1) -> list[Path]:
+    """One file of paths per round, each a disjoint share (postbacks are used up)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    target = RESULTS / f"{name}.paths"
-    target.write_text("\n".join(paths) + "\n")
-    return target
+    share = max(1, len(paths) // rounds)
+    files = []
+    for n in range(rounds):
+        target = RESULTS / f"{name}-{n}.paths"
+        chunk = paths[n * share : (n + 1) * share] if len(paths) > 1 else paths
+        target.write_text("\n".join(chunk) + "\n")
+        files.append(target)
+    return files
 
 
-def scenarios(defs: dict[str, object], size: int) -> list[tuple[str, str, Path, str]]:
-    """(name, description, file of paths, what to check afterwards) for each run."""
+def scenarios(
+    defs: dict[str, object], size: int, rounds: int = 1
+) -> list[tuple[str, str, list[Path], str]]:
+    """(name, description, a file of paths per round, what to check afterwards) for each
+    scenario; ``size`` paths per round."""
     from tracking.services import generate_transaction_id
 
     token = defs["advertiser"].postback_token
     offer, publisher, purchase = defs["offer"], defs["publisher"], defs["purchase"]
+    total = size * rounds
     fresh = pool(
         """SELECT c.transaction_id FROM tracking_click c
            WHERE NOT EXISTS (SELECT 1 FROM tracking_conversion v WHERE v.click_id = c.id)
            LIMIT %s""",
-        size,
+        total,
     )
     converted_without_event = pool(
         f"""SELECT c.transaction_id FROM tracking_click c
@@ -229,20 +248,27 @@ def scenarios(defs: dict[str, object], size: int) -> list[tuple[str, str, Path, 
             WHERE NOT EXISTS (SELECT 1 FROM tracking_eventrecord r
                               WHERE r.click_id = c.id AND r.event_id = {purchase.pk})
             LIMIT %s""",
-        size,
+        total,
     )
     converted = pool(
         "SELECT c.transaction_id FROM tracking_click c "
         "JOIN tracking_conversion v ON v.click_id = c.id LIMIT %s",
-        size,
+        total,
     )
     base = f"/postback?secure={token}&transaction_id="
     return [
-        ("healthz", "GET /healthz (one SELECT 1)", write_paths("healthz", ["/healthz"]), ""),
+        (
+            "healthz",
+            "GET /healthz (health check + SELECT 1)",
+            write_paths("healthz", ["/healthz"], rounds),
+            "",
+        ),
         (
             "click",
             "GET /click → 302",
-            write_paths("click", [f"/click?offer_id={offer.pk}&aff_id={publisher.pk}&aff_sub=wrk"]),
+            write_paths(
+                "click", [f"/click?offer_id={offer.pk}&aff_id={publisher.pk}&aff_sub=wrk"], rounds
+            ),
             "clicks",
         ),
         (
@@ -254,26 +280,29 @@ def scenarios(defs: dict[str, object], size: int) -> list[tuple[str, str, Path, 
                     f"{base}{t}&event_id={purchase.pk}&amount=19.99&adv_sub=o{n}"
                     for n, t in enumerate(converted_without_event)
                 ],
+                rounds,
             ),
             "eventrecords",
         ),
         (
             "conversion",
             "accepted conversion postback (record + log row)",
-            write_paths("conversion", [f"{base}{t}&offer_id={offer.pk}" for t in fresh]),
+            write_paths("conversion", [f"{base}{t}&offer_id={offer.pk}" for t in fresh], rounds),
             "conversions",
         ),
         (
             "duplicate",
             "rejected: duplicate conversion (409)",
-            write_paths("duplicate", [f"{base}{t}" for t in converted]),
+            write_paths("duplicate", [f"{base}{t}" for t in converted], rounds),
             "",
         ),
         (
             "unknown",
             "rejected: unknown transaction_id (404)",
             write_paths(
-                "unknown", [f"{base}{generate_transaction_id()}" for _ in range(min(size, 20_000))]
+                "unknown",
+                [f"{base}{generate_transaction_id()}" for _ in range(min(total, 60_000))],
+                rounds,
             ),
             "",
         ),
@@ -351,15 +380,50 @@ def run_wrk(wrk: str, args: argparse.Namespace, paths: Path, duration: int) -> d
 def table(results: list[Result], header: str) -> str:
     out = io.StringIO()
     out.write(header + "\n\n")
-    out.write("| path | req/s | p50 ms | p99 ms | × /healthz | answers | check |\n")
-    out.write("| --- | ---: | ---: | ---: | ---: | --- | --- |\n")
+    out.write(
+        "| path | req/s (median) | p50 ms | p99 ms | × /healthz | req/s per round | answers "
+        "| check |\n"
+    )
+    out.write("| --- | ---: | ---: | ---: | ---: | --- | --- | --- |\n")
     for r in results:
         answers = ", ".join(f"{k}: {v}" for k, v in r.statuses.items() if v)
+        rounds = " · ".join(f"{v:,.0f}" for v in r.per_round)
         out.write(
             f"| {r.path} | {r.requests_per_second:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-            f"{r.ratio_to_healthz:.2f} | {answers} | {r.check} |\n"
+            f"{r.ratio_to_healthz:.2f} | {rounds} | {answers} | {r.check} |\n"
         )
     return out.getvalue()
+
+
+TABLES = {
+    "clicks": "tracking_click",
+    "conversions": "tracking_conversion",
+    "eventrecords": "tracking_eventrecord",
+}
+
+
+def measure(wrk: str, args: argparse.Namespace, name: str, paths: Path, check: str) -> dict:
+    """One wrk run, and what it wrote: exactly one row (and one log row) per answer."""
+    before = count(TABLES[check]) if check else 0
+    logs_before = count("tracking_postbacklog")
+    measured = run_wrk(wrk, args, paths, args.duration)
+    # Requests still in flight when wrk stops are answered by the server but not counted
+    # by wrk: at most one per connection.
+    time.sleep(1)
+    in_flight = args.connections
+    ok = True
+    notes = []
+    if check:
+        created = count(TABLES[check]) - before
+        expected = measured["statuses"]["200"] + measured["statuses"]["3xx"]
+        ok &= 0 <= created - expected <= in_flight
+        notes.append(f"{created} rows for {expected} answers")
+    if name not in ("healthz", "click"):
+        logged = count("tracking_postbacklog") - logs_before
+        total = sum(v for k, v in measured["statuses"].items() if k != "errors")
+        ok &= 0 <= logged - total <= in_flight
+        notes.append(f"{logged} log rows for {total} answers")
+    return {**measured, "ok": ok, "notes": notes}
 
 
 def main() -> None:
@@ -367,66 +431,68 @@ def main() -> None:
     wrk = ensure_wrk()
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = setup_django(args.database)
-    defs = prepare(args.clicks)
-    runs = scenarios(defs, size=max(50_000, args.duration * 4_000))
+    size = max(20_000, args.duration * 2_500)  # paths per run, more than any run uses
+    defs = prepare(args.clicks, converted=max(CONVERTED, size * args.rounds))
+    runs = scenarios(defs, size=size, rounds=args.rounds)
     if args.only:
         wanted = set(args.only.split(","))
         runs = [run for run in runs if run[0] in wanted or run[0] == "healthz"]
     server = start_server(env, args.port, args.workers, args.threads)
-    results: list[Result] = []
+    measured: dict[str, list[dict]] = {name: [] for name, *_ in runs}
     try:
         # Warm every worker's connection and caches before measuring.
-        run_wrk(wrk, args, runs[0][2], 2)
-        for name, description, paths, check in runs:
-            tables = {
-                "clicks": "tracking_click",
-                "conversions": "tracking_conversion",
-                "eventrecords": "tracking_eventrecord",
-            }
-            before = count(tables[check]) if check else 0
-            logs_before = count("tracking_postbacklog")
-            measured = run_wrk(wrk, args, paths, args.duration)
-            result = Result(
-                name,
-                description,
-                measured["rps"],
-                measured["p50"],
-                measured["p99"],
-                measured["statuses"],
-            )
-            # Requests still in flight when wrk stops are answered by the server but not
-            # counted by wrk: at most one per connection.
-            time.sleep(1)
-            in_flight = args.connections
-            if check:
-                created = count(tables[check]) - before
-                expected = measured["statuses"]["200"] + measured["statuses"]["3xx"]
-                ok = 0 <= created - expected <= in_flight
-                result.check = f"{created} rows for {expected} answers" + (" ✓" if ok else " ✗")
-            if name not in ("healthz", "click"):
-                logged = count("tracking_postbacklog") - logs_before
-                total = sum(v for k, v in measured["statuses"].items() if k != "errors")
-                ok = 0 <= logged - total <= in_flight
-                result.check += f"{'; ' if result.check else ''}{logged} log rows" + (
-                    " ✓" if ok else " ✗"
+        run_wrk(wrk, args, runs[0][2][0], 2)
+        # Rounds of every scenario, so that a slow or fast spell of this shared machine
+        # touches all of them alike; each ratio is to the /healthz run of its own round.
+        for round_ in range(args.rounds):
+            for name, _, paths, check in runs:
+                result = measure(wrk, args, name, paths[round_], check)
+                measured[name].append(result)
+                print(
+                    f"round {round_ + 1} {name:>10}: {result['rps']:8,.0f} req/s  p50 "
+                    f"{result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "
+                    f"{result['statuses']}  {'; '.join(result['notes'])}"
+                    f"{'' if result['ok'] else '  ✗ ROWS DO NOT MATCH ANSWERS'}",
+                    flush=True,
                 )
-            results.append(result)
-            print(
-                f"{name:>10}: {result.requests_per_second:8,.0f} req/s  p50 "
-                f"{result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  {result.statuses}",
-                flush=True,
-            )
     finally:
         server.terminate()
         server.wait(timeout=30)
-    healthz = results[0].requests_per_second
-    for result in results:
-        result.ratio_to_healthz = result.requests_per_second / healthz
+    healthz = [m["rps"] for m in measured["healthz"]]
+    results = []
+    for name, description, _, check in runs:
+        runs_of = measured[name]
+        statuses: dict[str, int] = {}
+        for m in runs_of:
+            for key, value in m["statuses"].items():
+                statuses[key] = statuses.get(key, 0) + value
+        checked = check or name not in ("healthz", "click")
+        results.append(
+            Result(
+                name,
+                description,
+                statistics.median(m["rps"] for m in runs_of),
+                statistics.median(m["p50"] for m in runs_of),
+                statistics.median(m["p99"] for m in runs_of),
+                statuses,
+                ratio_to_healthz=statistics.median(
+                    m["rps"] / h for m, h in zip(runs_of, healthz, strict=True)
+                ),
+                check=("✓ every round" if all(m["ok"] for m in runs_of) else "✗")
+                if checked
+                else "",
+                per_round=[m["rps"] for m in runs_of],
+            )
+        )
+    workers = os.environ.get("GUNICORN_WORKERS") or args.workers
+    threads = os.environ.get("GUNICORN_THREADS") or args.threads
+    server_model = f"gunicorn {workers or 'default'} workers" + (
+        f" × {threads} threads" if threads and int(threads) > 1 else " (config/gunicorn.py)"
+    )
     header = (
         f"`make bench` on {os.cpu_count()} cores, {count('tracking_click'):,} clicks, "
-        f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, gunicorn "
-        f"{os.environ.get('GUNICORN_WORKERS') or args.workers or (os.cpu_count() or 1) * 2} "
-        "sync workers "
+        f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s × "
+        f"{args.rounds} rounds (medians), {server_model} "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
     )
     report = table(results, header)
