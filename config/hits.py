@@ -1,5 +1,6 @@
 """A lean WSGI handler for the tracking endpoints (see config/wsgi.py)."""
 
+import functools
 from collections.abc import Callable
 
 from django.conf import settings
@@ -33,7 +34,19 @@ class AllowedHostsMiddleware:
 
 
 class HitWSGIHandler(WSGIHandler):
-    """Django's WSGI handler with ``HIT_MIDDLEWARE`` instead of ``settings.MIDDLEWARE``."""
+    """Django's WSGI handler with ``HIT_MIDDLEWARE`` instead of ``settings.MIDDLEWARE``, and
+    the view found by its exact path.
+
+    Everything else is Django's: the request and response objects, the signals around each
+    request (connection upkeep), the middleware chain and its conversion of exceptions into
+    answers. What is skipped is what a hit never needs: resolving the path against every
+    pattern of the site (``config.urls``), view middleware (none here) and wrapping the view
+    in a request transaction (the hit views are ``non_atomic_requests`` or read-only).
+    """
+
+    def _get_response(self, request: HttpRequest) -> HttpResponse:
+        # Only HIT_PATHS reach this handler (config/wsgi.py).
+        return hit_views()[request.path_info](request)
 
     def load_middleware(self, is_async: bool = False) -> None:
         configured = settings.MIDDLEWARE
@@ -42,3 +55,16 @@ class HitWSGIHandler(WSGIHandler):
             super().load_middleware(is_async)
         finally:
             settings.MIDDLEWARE = configured
+
+
+@functools.cache
+def hit_views() -> dict[str, Callable[[HttpRequest], HttpResponse]]:
+    """The view of each hit path: the same views ``tracking.urls`` routes to."""
+    from tracking import views
+
+    return {
+        "/postback": views.postback,
+        "/postback/": views.postback,
+        "/click": views.click,
+        "/healthz": views.healthz,
+    }

@@ -11,11 +11,10 @@ from django.http import (
     JsonResponse,
 )
 from django.http.multipartparser import MultiPartParserError
-from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from tracking.http import client_ip, header, query_params
+from tracking.http import client_ip, header, hit_never_cache, query_params
 from tracking.models import Reason
 from tracking.postback import postback_process, postback_unreadable
 from tracking.services import SUB_FIELDS, ClickRefused, click_record
@@ -41,7 +40,7 @@ def _plain_404(message: str) -> HttpResponse:
 
 
 @csrf_exempt
-@never_cache
+@hit_never_cache
 @require_GET
 def click(request: HttpRequest) -> HttpResponse:
     """``GET /click?offer_id=…&aff_id=…``: record a click and redirect to the offer."""
@@ -73,7 +72,7 @@ def click(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(result.redirect_url)
 
 
-@never_cache
+@hit_never_cache
 @require_GET
 def healthz(request: HttpRequest) -> HttpResponse:
     """``200`` when the application and its database answer, ``503`` otherwise."""
@@ -160,7 +159,7 @@ def _answer_postback(request: HttpRequest) -> JsonResponse:
 # outside a failed insert), so a request-wide transaction must never wrap it.
 @transaction.non_atomic_requests
 @csrf_exempt
-@never_cache
+@hit_never_cache
 def postback(request: HttpRequest) -> HttpResponse:
     """``GET``/``POST /postback``: a conversion or event from an advertiser (SPEC "Postback
     endpoint"). The rules live in ``tracking.postback``."""
@@ -182,7 +181,7 @@ def _carries_postback(request: HttpRequest) -> bool:
 
 @transaction.non_atomic_requests
 @csrf_exempt
-@never_cache
+@hit_never_cache
 def root(request: HttpRequest) -> HttpResponse:
     """The site root: a postback when it carries ``transaction_id`` or ``secure`` (the form
     ``https://track.example.com/?secure=…&transaction_id=…``), else the way to the admin."""
