@@ -30,6 +30,15 @@ def test_postgres_url_gets_persistent_checked_connections():
     assert config["CONN_HEALTH_CHECKS"] is True
 
 
+def test_postgres_connections_prepare_the_hot_paths_statements_unless_switched_off(monkeypatch):
+    url = "postgres://clicktrail@db.internal:5432/tracking"
+    assert database_config(url)["OPTIONS"]["prepare_threshold"] is not None
+
+    monkeypatch.setenv("CONN_PREPARED_STATEMENTS", "False")
+
+    assert "prepare_threshold" not in database_config(url)["OPTIONS"]
+
+
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DEBUG")}
     environment.update(env)
