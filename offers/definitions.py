@@ -114,7 +114,7 @@ class Definitions:
 
     def __init__(self, key: tuple[str, int] | None) -> None:
         self.key = key
-        self._offers: dict[int, OfferDefinition | None] = {}
+        self._offers: dict[int, OfferDefinition] = {}
         self._events: dict[int, OfferEvents] = {}
         self._advertisers_by_digest: dict[str, tuple[int, str]] = {}
         self._event_offers: dict[int, int] = {}
@@ -124,18 +124,22 @@ class Definitions:
         return self.key[1] if self.key else None
 
     def offer(self, offer_id: int) -> OfferDefinition | None:
-        """The offer (with its advertiser's token), or None if no offer has this ID."""
+        """The offer (with its advertiser's token), or None if no offer has this ID.
+
+        Offers that do not exist are not remembered: tracking links with made-up offer IDs
+        must not grow the cache.
+        """
         try:
             return self._offers[offer_id]
         except KeyError:
             pass
         row = Offer.objects.filter(pk=offer_id).values_list(*_OFFER_FIELDS).first()
-        offer = _offer(row) if row else None
-        self._offers[offer_id] = offer
-        if offer is not None:
-            # Its advertiser's other postbacks (an unknown transaction_id, say) need no query.
-            digest = token_digest(offer.postback_token)
-            self._advertisers_by_digest[digest] = (offer.advertiser_id, offer.postback_token)
+        if row is None:
+            return None
+        offer = self._offers[offer_id] = _offer(row)
+        # Its advertiser's other postbacks (an unknown transaction_id, say) need no query.
+        digest = token_digest(offer.postback_token)
+        self._advertisers_by_digest[digest] = (offer.advertiser_id, offer.postback_token)
         return offer
 
     def events(self, offer_id: int) -> OfferEvents:

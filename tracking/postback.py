@@ -7,11 +7,14 @@ log row in one statement. "Exactly once" is the database's job: the unique const
 log row written in the same statement says ``accepted`` or the duplicate's reason by what the
 insert did. The read before the write only gives the other answers in the spec's order.
 
-What a postback costs on PostgreSQL (docs/benchmarks.md): two round trips, whatever the
-answer. First the click, its conversion's ID and the definitions version in one read (the
+What a postback costs on PostgreSQL (docs/benchmarks.md): at most two round trips, whatever
+the answer. First the click, its conversion's ID and the definitions version in one read (the
 advertiser's token, the offer's and its events' rules come from offers.definitions, cached
 per process and exact for that version); then one statement that writes the record and its
-log row, or only the log row. On SQLite the write is two inserts in one transaction.
+log row, or only the log row. A postback that names its offer (``offer_id``, or an
+``event_id``: the generated URLs carry them) is first tried as one statement doing both (see
+"The one-statement path"); only if that does not accept does the ordinary path run, on what
+it read. On SQLite the write is two inserts in one transaction.
 
 The view (``tracking/views.py``) only merges the query string and the form body into
 ``params`` and renders the outcome; the admin's "Test postback" tab calls the same function,

@@ -11,6 +11,7 @@ import pytest
 import requests
 from django.db import connection, transaction
 
+from offers.definitions import cached_definitions
 from offers.models import Event, Offer
 from offers.services import advertiser_rotate_token, event_create, event_update
 from tests.factories import (
@@ -195,3 +196,15 @@ def test_every_server_judges_by_what_was_committed_a_moment_before(servers):
         urls, [{"secure": token, "transaction_id": c.transaction_id} for c in converted[:16]]
     )
     assert {(r.status_code, r.json()["reason"]) for r in refused} == {(403, "invalid_secure")}
+
+
+@requires_postgresql
+def test_made_up_offer_ids_do_not_grow_the_cache(client):
+    offer = OfferFactory()
+    publisher = ClickFactory(offer=offer).publisher_id
+    assert client.get("/click", {"offer_id": offer.pk, "aff_id": publisher}).status_code == 302
+
+    for made_up in range(offer.pk + 1000, offer.pk + 1100):
+        assert client.get("/click", {"offer_id": made_up, "aff_id": publisher}).status_code == 404
+
+    assert list(cached_definitions()._offers) == [offer.pk]
