@@ -477,12 +477,16 @@ FROM (SELECT 1) AS one
 LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
 """
 
-# Does this click have a record of this event (with this adv_sub)? Serves:
-# eventrecord_click_event.
-_DUPLICATE_EVENT_SQL = """
-SELECT EXISTS (SELECT 1 FROM tracking_eventrecord r
-               WHERE r.click_id = %(click_id)s AND r.event_id = %(event_id)s{adv_sub})
-"""
+
+def _duplicates_sql(dedupe: str, click: str) -> str:
+    """Check 10 as SQL: does the click (``click``, an SQL expression) have records that make
+    this postback a duplicate (``_dedupe``)? Serves: eventrecord_click_event."""
+    adv_sub = " AND r.adv_sub = %(adv_sub)s" if dedupe == "adv_sub" else ""
+    # Only the constant expressions above are interpolated; values are bound.
+    return (
+        "EXISTS (SELECT 1 FROM tracking_eventrecord r "  # noqa: S608
+        f"WHERE r.click_id = {click} AND r.event_id = %(event_id)s{adv_sub})"  # noqa: S608
+    )
 
 
 def _click_for(transaction_id: str) -> tuple[Definitions, _Click | None]:
@@ -517,9 +521,7 @@ def _refuse_duplicate_event(click: _Click, event: EventDefinition, adv_sub: str)
     dedupe = _dedupe(event, adv_sub)
     if not dedupe:
         return
-    sql = _DUPLICATE_EVENT_SQL.format(
-        adv_sub=" AND r.adv_sub = %(adv_sub)s" if dedupe == "adv_sub" else ""
-    )
+    sql = f"SELECT {_duplicates_sql(dedupe, '%(click_id)s')}"
     ((duplicate,),) = run(sql, {"click_id": click.id, "event_id": event.id, "adv_sub": adv_sub})
     if duplicate:
         raise _duplicate_event(event)
@@ -595,12 +597,7 @@ def _accept_sql(link: str, dedupe: str, postgresql: bool) -> tuple[str, str]:
     record = _RECORDS[link]
     where = "WHERE TRUE"  # SQLite needs a WHERE to read ON CONFLICT as the upsert clause
     if dedupe:
-        where = (
-            f"WHERE NOT EXISTS (SELECT 1 FROM {record.table} r "  # noqa: S608
-            "WHERE r.click_id = %(click_id)s AND r.event_id = %(event_id)s"
-            + (" AND r.adv_sub = %(adv_sub)s" if dedupe == "adv_sub" else "")
-            + ")"
-        )
+        where = f"WHERE NOT {_duplicates_sql(dedupe, '%(click_id)s')}"
     insert_record = (
         f"INSERT INTO {record.table} ({record.columns}) "  # noqa: S608
         f"SELECT {record.select_list} {where} "
@@ -627,6 +624,33 @@ RETURNING id, {link}_id
     return sql, ""
 
 
+def _record_row(
+    data: PostbackParams,
+    event: EventDefinition | None,
+    *,
+    offer_id: int,
+    revenue: Decimal,
+    payout: Decimal,
+    currency: str,
+    created_at: datetime,
+) -> tuple[str, str, dict]:
+    """The accepted record's link name (the log row's column), dedupe mode and values, but
+    the click's: its ID, publisher and conversion."""
+    record = {
+        "offer_id": offer_id,
+        "revenue": revenue,
+        "payout": payout,
+        "currency": currency,
+        "amount": data.amount,
+        **data.adv_subs,
+        "created_at": created_at,
+    }
+    if event is None:
+        return "conversion", "", record
+    record |= {"event_id": event.id, "allow_multiple": event.allow_multiple}
+    return "event_record", _dedupe(event, data.adv_sub), record
+
+
 def _accept(
     params: dict[str, str],
     trail: _Trail,
@@ -639,27 +663,20 @@ def _accept(
     or a lost race) becomes the duplicate answer, logged in the same statement."""
     click, event, data = decision.click, decision.event, decision.data
     now = timezone.now()
-    record = {
-        "click_id": click.id,
-        "offer_id": click.offer_id,
-        "publisher_id": click.publisher_id,
-        "revenue": decision.revenue,
-        "payout": decision.payout,
-        "currency": decision.currency,
-        "amount": data.amount,
-        **data.adv_subs,
-        "created_at": now,
-    }
+    link, dedupe, record = _record_row(
+        data,
+        event,
+        offer_id=click.offer_id,
+        revenue=decision.revenue,
+        payout=decision.payout,
+        currency=decision.currency,
+        created_at=now,
+    )
+    record |= {"click_id": click.id, "publisher_id": click.publisher_id}
     if event is not None:
-        link, dedupe = "event_record", _dedupe(event, data.adv_sub)
+        record["conversion_id"] = click.conversion_id
         duplicate = _duplicate_event(event)
-        record |= {
-            "event_id": event.id,
-            "conversion_id": click.conversion_id,
-            "allow_multiple": event.allow_multiple,
-        }
     else:
-        link, dedupe = "conversion", ""
         duplicate = _duplicate_conversion()
     log = _log_values(params, trail, method, ip, user_agent, created_at=now)
     record_sql, log_sql = _accept_sql(link, dedupe, on_postgresql())
@@ -721,14 +738,7 @@ def _accept_at_once_sql(link: str, dedupe: str) -> str:
         conversion = "click.conversion_id IS NOT NULL"
     else:
         conversion = "click.conversion_id IS NULL"
-    duplicates = ""
-    if dedupe:
-        duplicates = (
-            f" AND NOT EXISTS (SELECT 1 FROM {record.table} r "  # noqa: S608
-            "WHERE r.click_id = click.id AND r.event_id = %(event_id)s"
-            + (" AND r.adv_sub = %(adv_sub)s" if dedupe == "adv_sub" else "")
-            + ")"
-        )
+    duplicates = f" AND NOT {_duplicates_sql(dedupe, 'click.id')}" if dedupe else ""
     log = _ONCE_LOG
     return f"""
 WITH click AS (
@@ -797,20 +807,16 @@ def _accept_at_once(
     now = timezone.now()
     revenue, payout = money.revenue(data.amount), money.payout(data.amount)
     currency = data.currency or offer.currency
-    record = {
-        "offer_id": offer.id,
-        "revenue": revenue,
-        "payout": payout,
-        "currency": currency,
-        "amount": data.amount,
-        **data.adv_subs,
-        "created_at": now,
-    }
-    if event is not None:
-        link, dedupe = "event_record", _dedupe(event, data.adv_sub)
-        record |= {"event_id": event.id, "allow_multiple": event.allow_multiple}
-    else:
-        link, dedupe = "conversion", ""
+    # The click's own columns come from the statement's read of it.
+    link, dedupe, record = _record_row(
+        data,
+        event,
+        offer_id=offer.id,
+        revenue=revenue,
+        payout=payout,
+        currency=currency,
+        created_at=now,
+    )
     accepted_trail = _Trail(
         type=trail.type,
         advertiser_id=offer.advertiser_id,

@@ -48,9 +48,16 @@ def network(client):
     return one, two, three, events
 
 
-def answer(client, **params) -> tuple[int, str]:  # noqa: ANN001
+def answer(client, token_of, transaction_id: str, **params) -> tuple[int, str]:  # noqa: ANN001
+    """(status, reason) of a postback with the token of ``token_of``'s advertiser."""
+    params |= {"secure": token_of.advertiser.postback_token, "transaction_id": transaction_id}
     response = client.get("/postback", params)
     return response.status_code, response.json()["reason"]
+
+
+def converted(offer):  # noqa: ANN001, ANN201
+    """A conversion of a new click on ``offer``."""
+    return ConversionFactory(click=ClickFactory(offer=offer), offer=offer)
 
 
 def test_a_conversion_naming_its_offer_is_accepted_and_logged_whole(client, network):
@@ -107,15 +114,10 @@ def test_a_conversion_naming_its_offer_is_accepted_and_logged_whole(client, netw
 
 def test_an_event_by_id_is_accepted_with_its_conversion_linked(client, network):
     one, _, _, events = network
-    conversion = ConversionFactory(click=ClickFactory(offer=one), offer=one)
+    conversion = converted(one)
     event = events[one.pk]
 
-    status_reason = answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=conversion.click.transaction_id,
-        event_id=event.pk,
-    )
+    status_reason = answer(client, one, conversion.click.transaction_id, event_id=event.pk)
 
     record = EventRecord.objects.get(click=conversion.click)
     assert status_reason == (200, "accepted")
@@ -131,25 +133,18 @@ def test_offer_id_of_another_offer_of_the_same_advertiser_is_offer_mismatch(clie
     one, two, *_ = network
     click = ClickFactory(offer=two)
 
-    assert answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=click.transaction_id,
-        offer_id=one.pk,
-    ) == (422, "offer_mismatch")
+    assert answer(client, one, click.transaction_id, offer_id=one.pk) == (422, "offer_mismatch")
     assert not Conversion.objects.exists()
 
 
 def test_an_event_id_of_another_offer_is_unknown_for_this_click(client, network):
     one, two, _, events = network
-    conversion = ConversionFactory(click=ClickFactory(offer=two), offer=two)
+    conversion = converted(two)
 
-    assert answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=conversion.click.transaction_id,
-        event_id=events[one.pk].pk,
-    ) == (404, "unknown_event")
+    assert answer(client, one, conversion.click.transaction_id, event_id=events[one.pk].pk) == (
+        404,
+        "unknown_event",
+    )
     assert not EventRecord.objects.filter(click=conversion.click).exists()
 
 
@@ -157,24 +152,17 @@ def test_a_click_of_another_advertisers_offer_is_invalid_secure(client, network)
     one, _, three, _ = network
     click = ClickFactory(offer=three)
 
-    assert answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=click.transaction_id,
-        offer_id=one.pk,
-    ) == (403, "invalid_secure")
+    assert answer(client, one, click.transaction_id, offer_id=one.pk) == (403, "invalid_secure")
     assert not Conversion.objects.exists()
 
 
 def test_an_unknown_transaction_naming_an_offer_is_unknown_transaction(client, network):
     one, *_ = network
 
-    assert answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=generate_transaction_id(),
-        offer_id=one.pk,
-    ) == (404, "unknown_transaction")
+    assert answer(client, one, generate_transaction_id(), offer_id=one.pk) == (
+        404,
+        "unknown_transaction",
+    )
     assert PostbackLog.objects.get().reason == "unknown_transaction"
 
 
@@ -183,24 +171,18 @@ def test_an_event_before_its_conversion_is_no_conversion(client, network):
     click = ClickFactory(offer=one)
 
     assert answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=click.transaction_id,
-        event_id=events[one.pk].pk,
-        offer_id=one.pk,
+        client, one, click.transaction_id, event_id=events[one.pk].pk, offer_id=one.pk
     ) == (422, "no_conversion")
 
 
 def test_a_second_conversion_naming_its_offer_is_a_duplicate(client, network):
     one, *_ = network
-    conversion = ConversionFactory(click=ClickFactory(offer=one), offer=one)
+    conversion = converted(one)
 
-    assert answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=conversion.click.transaction_id,
-        offer_id=one.pk,
-    ) == (409, "duplicate_conversion")
+    assert answer(client, one, conversion.click.transaction_id, offer_id=one.pk) == (
+        409,
+        "duplicate_conversion",
+    )
     assert Conversion.objects.count() == 1
 
 
@@ -208,15 +190,13 @@ def test_a_second_event_is_a_duplicate_logged_once(client, network):
     one, _, _, events = network
     record = EventRecordFactory(
         event=events[one.pk],
-        conversion=ConversionFactory(click=ClickFactory(offer=one), offer=one),
+        conversion=converted(one),
     )
 
-    assert answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=record.click.transaction_id,
-        event_id=record.event_id,
-    ) == (409, "duplicate_event")
+    assert answer(client, one, record.click.transaction_id, event_id=record.event_id) == (
+        409,
+        "duplicate_event",
+    )
     assert EventRecord.objects.filter(click=record.click).count() == 1
     assert list(PostbackLog.objects.values_list("reason", flat=True)) == ["duplicate_event"]
 
@@ -224,15 +204,10 @@ def test_a_second_event_is_a_duplicate_logged_once(client, network):
 def test_an_event_edited_after_it_was_cached_pays_by_its_new_rules(client, network):
     one, _, _, events = network
     event = events[one.pk]
-    conversion = ConversionFactory(click=ClickFactory(offer=one), offer=one)
+    conversion = converted(one)
 
     event_update(event=event, payout_value=Decimal("1.75"))
-    status_reason = answer(
-        client,
-        secure=one.advertiser.postback_token,
-        transaction_id=conversion.click.transaction_id,
-        event_id=event.pk,
-    )
+    status_reason = answer(client, one, conversion.click.transaction_id, event_id=event.pk)
 
     assert status_reason == (200, "accepted")
     assert EventRecord.objects.get(click=conversion.click).payout == Decimal("1.75")
@@ -241,14 +216,11 @@ def test_an_event_edited_after_it_was_cached_pays_by_its_new_rules(client, netwo
 def test_a_cps_event_without_amount_is_amount_required(client, network):
     one, _, _, events = network
     event_update(event=events[one.pk], revenue_type=MoneyType.CPS, revenue_value=Decimal("10"))
-    conversion = ConversionFactory(click=ClickFactory(offer=one), offer=one)
-    warm = {"secure": one.advertiser.postback_token, "event_id": events[one.pk].pk}
-    client.get(
-        "/postback", {**warm, "transaction_id": conversion.click.transaction_id, "amount": "1"}
-    )
-    again = ConversionFactory(click=ClickFactory(offer=one), offer=one)
+    event_id = events[one.pk].pk
+    answer(client, one, converted(one).click.transaction_id, event_id=event_id, amount="1")
+    again = converted(one)
 
-    assert answer(client, **warm, transaction_id=again.click.transaction_id) == (
+    assert answer(client, one, again.click.transaction_id, event_id=event_id) == (
         422,
         "amount_required",
     )
