@@ -129,10 +129,9 @@ class Definitions:
         Offers that do not exist are not remembered: tracking links with made-up offer IDs
         must not grow the cache.
         """
-        try:
-            return self._offers[offer_id]
-        except KeyError:
-            pass
+        cached = self._offers.get(offer_id)
+        if cached is not None:
+            return cached
         row = Offer.objects.filter(pk=offer_id).values_list(*_OFFER_FIELDS).first()
         if row is None:
             return None
@@ -144,10 +143,9 @@ class Definitions:
 
     def events(self, offer_id: int) -> OfferEvents:
         """All events of the offer (one query the first time)."""
-        try:
-            return self._events[offer_id]
-        except KeyError:
-            pass
+        cached = self._events.get(offer_id)
+        if cached is not None:
+            return cached
         events = [
             _event(row)
             for row in Event.objects.filter(offer_id=offer_id).values_list(*_EVENT_FIELDS)
