@@ -34,6 +34,8 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 # Converted clicks without an event record kept ready for the event runs (each accepted
 # event uses one up), topped up before every run.
 CONVERTED = 100_000
+# PostgreSQL's Unix socket where Debian puts it (libpq's default directory here).
+SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
 MARK_START, MARK_END = "<!-- postbacks:start -->", "<!-- postbacks:end -->"
 
 
@@ -63,6 +65,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--database", default="clicktrail_bench_postbacks")
+    parser.add_argument(
+        "--db-over",
+        choices=("socket", "tcp"),
+        default="socket" if Path(SOCKET).exists() else "tcp",
+        help="how the server reaches PostgreSQL on this machine: its Unix socket (the "
+        "default when it exists, as a one-box deployment would) or TCP on 127.0.0.1:5432",
+    )
+    parser.add_argument(
+        "--healthz-duration",
+        type=int,
+        default=5,
+        help="seconds of each /healthz run (one before and after every other path)",
+    )
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads")
@@ -85,10 +100,12 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or sys.exit("could not install wrk")
 
 
-def setup_django(database: str) -> dict[str, str]:
-    """Point this process (and the server it starts) at the bench database, production-style."""
+def setup_django(database: str, over: str = "tcp") -> dict[str, str]:
+    """Point this process (and the server it starts) at the bench database, production-style:
+    over TCP, or over the Unix socket (an empty host: libpq's default socket directory)."""
+    host = "" if over == "socket" else "127.0.0.1:5432"
     env = {
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
+        "DATABASE_URL": f"postgres://postgres@{host}/{database}",
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "DEBUG": "False",
@@ -426,39 +443,57 @@ def measure(wrk: str, args: argparse.Namespace, name: str, paths: Path, check: s
     return {**measured, "ok": ok, "notes": notes}
 
 
+def healthz_run(wrk: str, args: argparse.Namespace, paths: Path, round_: int) -> dict:
+    result = run_wrk(wrk, args, paths, args.healthz_duration)
+    result |= {"ok": True, "notes": [], "healthz_rps": result["rps"], "round": round_}
+    report_run(round_, "healthz", result)
+    return result
+
+
+def report_run(round_: int, name: str, result: dict) -> None:
+    print(
+        f"round {round_ + 1} {name:>10}: {result['rps']:8,.0f} req/s  p50 "
+        f"{result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "
+        f"{result['statuses']}  {'; '.join(result['notes'])}"
+        f"{'' if result['ok'] else '  ✗ ROWS DO NOT MATCH ANSWERS'}",
+        flush=True,
+    )
+
+
 def main() -> None:
     args = parse_args()
     wrk = ensure_wrk()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    env = setup_django(args.database)
+    env = setup_django(args.database, args.db_over)
     size = max(20_000, args.duration * 2_500)  # paths per run, more than any run uses
     defs = prepare(args.clicks, converted=max(CONVERTED, size * args.rounds))
     runs = scenarios(defs, size=size, rounds=args.rounds)
     if args.only:
         wanted = set(args.only.split(","))
         runs = [run for run in runs if run[0] in wanted or run[0] == "healthz"]
+    (_, _, healthz_paths, _), *others = runs  # scenarios() puts /healthz first
     server = start_server(env, args.port, args.workers, args.threads)
     measured: dict[str, list[dict]] = {name: [] for name, *_ in runs}
     try:
         # Warm every worker's connection and caches before measuring.
-        run_wrk(wrk, args, runs[0][2][0], 2)
+        run_wrk(wrk, args, healthz_paths[0], 2)
         # Rounds of every scenario, so that a slow or fast spell of this shared machine
-        # touches all of them alike; each ratio is to the /healthz run of its own round.
+        # touches all of them alike; within a round a /healthz run comes before and after
+        # every other path, and that path's ratio is to the mean of the two.
         for round_ in range(args.rounds):
-            for name, _, paths, check in runs:
-                result = measure(wrk, args, name, paths[round_], check)
+            before = healthz_run(wrk, args, healthz_paths[round_], round_)
+            measured["healthz"].append(before)
+            for name, _, paths, check in others:
+                result = measure(wrk, args, name, paths[round_], check) | {"round": round_}
+                report_run(round_, name, result)
+                after = healthz_run(wrk, args, healthz_paths[round_], round_)
+                measured["healthz"].append(after)
+                result["healthz_rps"] = (before["rps"] + after["rps"]) / 2
                 measured[name].append(result)
-                print(
-                    f"round {round_ + 1} {name:>10}: {result['rps']:8,.0f} req/s  p50 "
-                    f"{result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "
-                    f"{result['statuses']}  {'; '.join(result['notes'])}"
-                    f"{'' if result['ok'] else '  ✗ ROWS DO NOT MATCH ANSWERS'}",
-                    flush=True,
-                )
+                before = after
     finally:
         server.terminate()
         server.wait(timeout=30)
-    healthz = [m["rps"] for m in measured["healthz"]]
     results = []
     for name, description, _, check in runs:
         runs_of = measured[name]
@@ -475,13 +510,14 @@ def main() -> None:
                 statistics.median(m["p50"] for m in runs_of),
                 statistics.median(m["p99"] for m in runs_of),
                 statuses,
-                ratio_to_healthz=statistics.median(
-                    m["rps"] / h for m, h in zip(runs_of, healthz, strict=True)
-                ),
+                ratio_to_healthz=statistics.median(m["rps"] / m["healthz_rps"] for m in runs_of),
                 check=("✓ every round" if all(m["ok"] for m in runs_of) else "✗")
                 if checked
                 else "",
-                per_round=[m["rps"] for m in runs_of],
+                per_round=[
+                    statistics.median(m["rps"] for m in runs_of if m["round"] == round_)
+                    for round_ in range(args.rounds)
+                ],
             )
         )
     workers = os.environ.get("GUNICORN_WORKERS") or args.workers
@@ -492,7 +528,9 @@ def main() -> None:
     header = (
         f"`make bench` on {os.cpu_count()} cores, {count('tracking_click'):,} clicks, "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s × "
-        f"{args.rounds} rounds (medians), {server_model} "
+        f"{args.rounds} rounds (medians; /healthz {args.healthz_duration}s before and after "
+        f"each path), {server_model}, PostgreSQL over "
+        f"{'its Unix socket' if args.db_over == 'socket' else 'TCP'} "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
     )
     report = table(results, header)
