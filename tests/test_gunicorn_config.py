@@ -7,6 +7,7 @@ from gunicorn.config import Config
 from gunicorn.http import message
 
 from tests.servers import ROOT
+from tracking.models import PostbackLog
 
 
 def production_config(**environ: str) -> Config:
@@ -59,4 +60,7 @@ def test_a_live_server_reads_a_percent_encoded_postback_and_refuses_a_broken_req
 
     assert answer.startswith(b"HTTP/1.1 403 ")
     assert b'"reason": "invalid_secure"' in answer
+    logged = PostbackLog.objects.get(transaction_id="a+b")  # %2B decoded, as Django would
+    assert logged.reason == "invalid_secure"
+    assert logged.params["transaction_id"] == "a+b"
     assert broken.startswith(b"HTTP/1.1 400 ")
