@@ -7,9 +7,16 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpRequest, HttpResponse
 
-#: Served by ``HitWSGIHandler``. The site root also takes postbacks, but it is shared with
-#: people opening the site, so it keeps the full stack.
-HIT_PATHS = frozenset({"/postback", "/postback/", "/click", "/healthz"})
+#: Each path served by ``HitWSGIHandler`` and the view (in ``tracking.views``) that answers
+#: it: the same views ``tracking.urls`` routes to. The site root also takes postbacks, but
+#: it is shared with people opening the site, so it keeps the full stack.
+HIT_VIEW_NAMES = {
+    "/postback": "postback",
+    "/postback/": "postback",
+    "/click": "click",
+    "/healthz": "healthz",
+}
+HIT_PATHS = frozenset(HIT_VIEW_NAMES)
 
 #: What a hit needs: security headers (and HTTPS redirects where configured) and the
 #: ALLOWED_HOSTS check. No sessions, authentication, CSRF (the views are csrf_exempt),
@@ -59,12 +66,7 @@ class HitWSGIHandler(WSGIHandler):
 
 @functools.cache
 def hit_views() -> dict[str, Callable[[HttpRequest], HttpResponse]]:
-    """The view of each hit path: the same views ``tracking.urls`` routes to."""
+    """The view of each hit path (``HIT_VIEW_NAMES``), imported on first use."""
     from tracking import views
 
-    return {
-        "/postback": views.postback,
-        "/postback/": views.postback,
-        "/click": views.click,
-        "/healthz": views.healthz,
-    }
+    return {path: getattr(views, name) for path, name in HIT_VIEW_NAMES.items()}

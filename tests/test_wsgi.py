@@ -3,8 +3,9 @@
 import io
 
 import pytest
+from django.urls import resolve
 
-from config.hits import HIT_PATHS
+from config.hits import HIT_PATHS, hit_views
 from config.wsgi import application, full_application, hit_application
 
 
@@ -45,6 +46,11 @@ def test_a_postback_through_the_lean_handler_answers_json_with_security_headers(
 def test_the_hit_paths_are_exactly_the_tracking_endpoints():
     assert {"/postback", "/postback/", "/click", "/healthz"} == HIT_PATHS
     assert hit_application is not full_application
+
+
+def test_each_hit_path_is_answered_by_the_view_the_urls_route_it_to():
+    for path in HIT_PATHS:
+        assert hit_views()[path] is resolve(path).func
 
 
 @pytest.mark.django_db(transaction=True)
