@@ -8,7 +8,7 @@ from django.db import close_old_connections, connection
 
 from tests.factories import ClickFactory
 from tests.markers import requires_postgresql
-from tests.servers import fire_at_once
+from tests.servers import fire_at_once, postgres_url
 
 pytestmark = requires_postgresql
 
@@ -46,14 +46,7 @@ def test_a_connection_killed_between_requests_costs_no_failed_postback(client):
 
     # As a restarted server or a dropped network would: the backend goes away between two
     # requests, and the persistent connection does not know it yet.
-    settings = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-        autocommit=True,
-    ) as other:
+    with psycopg.connect(postgres_url(), autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
     # What the real handler does when the next request starts (Django's test client skips
