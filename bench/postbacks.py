@@ -218,7 +218,7 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
             missing -= 2_000
         # Every run starts from the same state: earlier runs' dead row versions (the hourly
         # totals' rows are updated once per accepted record) vacuumed, statistics fresh,
-        # and the pages this setup wrote (a load of 1M clicks is ~1 GB of WAL) flushed, so
+        # and the pages this setup wrote (1M clicks are ~300 MB of table and indexes) flushed, so
         # that the checkpoint they call for does not fall inside a measured run.
         cursor.execute("VACUUM ANALYZE")
         cursor.execute("CHECKPOINT")
