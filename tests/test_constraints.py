@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from offers.models import Advertiser, Event
 from tests.factories import (
@@ -15,6 +15,7 @@ from tests.factories import (
     OfferFactory,
     PostbackLogFactory,
 )
+from tests.markers import requires_postgresql
 from tracking.models import Click, Conversion, EventRecord, PostbackLog
 
 pytestmark = pytest.mark.django_db
@@ -121,6 +122,21 @@ def test_transaction_ids_are_unique_and_well_formed():
         ClickFactory(transaction_id=click.transaction_id)
     violates("transaction_id", Click, click.pk, transaction_id="short")
     violates("transaction_id", Click, click.pk, transaction_id="has spaces in it, 20+ long")
+
+
+@requires_postgresql
+def test_a_click_insert_updates_one_index_for_its_transaction_id():
+    """The unique index, and not the LIKE-pattern index Django adds for ``unique=True``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT idx.relname, ind.indisunique FROM pg_index ind
+               JOIN pg_class idx ON idx.oid = ind.indexrelid
+               JOIN pg_attribute att ON att.attrelid = ind.indrelid
+                                    AND att.attnum = ANY (ind.indkey)
+               WHERE ind.indrelid = 'tracking_click'::regclass
+                 AND att.attname = 'transaction_id'"""
+        )
+        assert cursor.fetchall() == [("click_transaction_id_unique", True)]
 
 
 def test_advertiser_tokens_are_unique_and_their_digest_is_sha256():
