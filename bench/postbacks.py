@@ -22,6 +22,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -218,11 +219,40 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
             missing -= 2_000
         # Every run starts from the same state: earlier runs' dead row versions (the hourly
         # totals' rows are updated once per accepted record) vacuumed, statistics fresh,
-        # and the pages this setup wrote (1M clicks are ~300 MB of table and indexes) flushed, so
+        # and the pages this setup wrote (1M clicks are ~240 MB of table and indexes) flushed, so
         # that the checkpoint they call for does not fall inside a measured run.
         cursor.execute("VACUUM ANALYZE")
         cursor.execute("CHECKPOINT")
     return {"advertiser": advertiser, "publisher": publisher, "offer": offer, "purchase": purchase}
+
+
+def flush_latency(samples: int = 500) -> tuple[str, str]:
+    """What a durable commit waits for on this machine, right now: p50 and p99 of an 8 kB
+    write and ``fdatasync`` (PostgreSQL's default ``wal_sync_method``) in a file beside
+    PostgreSQL's data directory, i.e. on the disk its WAL is on. This is the cost of an
+    accepted postback that no other path pays, and the part of this machine that moves
+    most between machines and minutes (docs/benchmarks.md). Returns the figures and where
+    they were measured."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        data_directory = Path(cursor.fetchone()[0])
+    where = data_directory.parent
+    if not os.access(where, os.W_OK):
+        where, place = RESULTS, "in bench/results (PostgreSQL's disk is not writable here)"
+    else:
+        place = f"beside {data_directory}"
+    block = os.urandom(8192)
+    times = []
+    with tempfile.TemporaryFile(dir=where) as file:
+        for _ in range(samples):
+            started = time.perf_counter()
+            os.pwrite(file.fileno(), block, 0)
+            os.fdatasync(file.fileno())
+            times.append(time.perf_counter() - started)
+    cuts = statistics.quantiles(times, n=100)
+    return f"p50 {cuts[49] * 1e6:,.0f} µs, p99 {cuts[98] * 1e6:,.0f} µs", place
 
 
 def pool(sql: str, size: int) -> list[str]:
@@ -475,6 +505,8 @@ def main() -> None:
         wanted = set(args.only.split(","))
         runs = [run for run in runs if run[0] in wanted or run[0] == "healthz"]
     (_, _, healthz_paths, _), *others = runs  # scenarios() puts /healthz first
+    flush_before, flushed_where = flush_latency()
+    print(f"disk flush (8 kB write + fdatasync {flushed_where}): {flush_before}", flush=True)
     server = start_server(env, args.port, args.workers, args.threads)
     measured: dict[str, list[dict]] = {name: [] for name, *_ in runs}
     try:
@@ -497,6 +529,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    flush_after, _ = flush_latency()
+    print(f"disk flush after the runs: {flush_after}", flush=True)
     results = []
     for name, description, _, check in runs:
         runs_of = measured[name]
@@ -534,7 +568,8 @@ def main() -> None:
         f"{args.rounds} rounds (medians; /healthz {args.healthz_duration}s before and after "
         f"each path), {server_model}, PostgreSQL over "
         f"{'its Unix socket' if args.db_over == 'socket' else 'TCP'} "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})"
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); disk flush (8 kB write + "
+        f"fdatasync) {flush_before} before the runs, {flush_after} after them"
     )
     report = table(results, header)
     print("\n" + report)
