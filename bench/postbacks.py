@@ -51,6 +51,8 @@ class Result:
     ratio_to_healthz: float = 0.0
     check: str = ""
     per_round: list[float] = field(default_factory=list)
+    #: The disk's flush timed just before each round's run (p50 and p99, µs): ``Flush``.
+    flush_per_round: list[tuple[float, float]] = field(default_factory=list)
 
 
 def parse_args() -> argparse.Namespace:
@@ -226,33 +228,45 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
     return {"advertiser": advertiser, "publisher": publisher, "offer": offer, "purchase": purchase}
 
 
-def flush_latency(samples: int = 500) -> tuple[str, str]:
-    """What a durable commit waits for on this machine, right now: p50 and p99 of an 8 kB
-    write and ``fdatasync`` (PostgreSQL's default ``wal_sync_method``) in a file beside
-    PostgreSQL's data directory, i.e. on the disk its WAL is on. This is the cost of an
-    accepted postback that no other path pays, and the part of this machine that moves
-    most between machines and minutes (docs/benchmarks.md). Returns the figures and where
-    they were measured."""
+@dataclass(frozen=True)
+class Flush:
+    """What a durable commit waits for on this machine, right now: an 8 kB write and
+    ``fdatasync`` (PostgreSQL's default ``wal_sync_method``), timed ``samples`` times in a
+    file beside PostgreSQL's data directory, i.e. on the disk its WAL is on. It is the cost
+    of an accepted postback that no other path pays, and the part of these machines that
+    moves most between machines and minutes (docs/benchmarks.md)."""
+
+    p50_us: float
+    p99_us: float
+
+    def __str__(self) -> str:
+        return f"p50 {self.p50_us:,.0f} µs, p99 {self.p99_us:,.0f} µs"
+
+
+def flush_directory() -> tuple[Path, str]:
+    """Where to time the disk's flush, and how to say where."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SHOW data_directory")
         data_directory = Path(cursor.fetchone()[0])
-    where = data_directory.parent
-    if not os.access(where, os.W_OK):
-        where, place = RESULTS, "in bench/results (PostgreSQL's disk is not writable here)"
-    else:
-        place = f"beside {data_directory}"
+    if os.access(data_directory.parent, os.W_OK):
+        return data_directory.parent, f"beside {data_directory}"
+    return RESULTS, "in bench/results (PostgreSQL's disk is not writable here)"
+
+
+def flush_latency(directory: Path, samples: int = 500) -> Flush:
+    """Time the disk's flush in ``directory`` (see ``Flush``)."""
     block = os.urandom(8192)
     times = []
-    with tempfile.TemporaryFile(dir=where) as file:
+    with tempfile.TemporaryFile(dir=directory) as file:
         for _ in range(samples):
             started = time.perf_counter()
             os.pwrite(file.fileno(), block, 0)
             os.fdatasync(file.fileno())
             times.append(time.perf_counter() - started)
     cuts = statistics.quantiles(times, n=100)
-    return f"p50 {cuts[49] * 1e6:,.0f} µs, p99 {cuts[98] * 1e6:,.0f} µs", place
+    return Flush(cuts[49] * 1e6, cuts[98] * 1e6)
 
 
 def pool(sql: str, size: int) -> list[str]:
@@ -431,16 +445,17 @@ def table(results: list[Result], header: str) -> str:
     out = io.StringIO()
     out.write(header + "\n\n")
     out.write(
-        "| path | req/s (median) | p50 ms | p99 ms | × /healthz | req/s per round | answers "
-        "| check |\n"
+        "| path | req/s (median) | p50 ms | p99 ms | × /healthz | req/s per round "
+        "| disk flush before each round, p50 / p99 µs | answers | check |\n"
     )
-    out.write("| --- | ---: | ---: | ---: | ---: | --- | --- | --- |\n")
+    out.write("| --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- |\n")
     for r in results:
         answers = ", ".join(f"{k}: {v}" for k, v in r.statuses.items() if v)
         rounds = " · ".join(f"{v:,.0f}" for v in r.per_round)
+        flushes = " · ".join(f"{p50:,.0f} / {p99:,.0f}" for p50, p99 in r.flush_per_round)
         out.write(
             f"| {r.path} | {r.requests_per_second:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-            f"{r.ratio_to_healthz:.2f} | {rounds} | {answers} | {r.check} |\n"
+            f"{r.ratio_to_healthz:.2f} | {rounds} | {flushes} | {answers} | {r.check} |\n"
         )
     return out.getvalue()
 
@@ -488,6 +503,7 @@ def report_run(round_: int, name: str, result: dict) -> None:
         f"round {round_ + 1} {name:>10}: {result['rps']:8,.0f} req/s  p50 "
         f"{result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "
         f"{result['statuses']}  {'; '.join(result['notes'])}"
+        f"{'  disk flush before: ' + str(result['flush']) if 'flush' in result else ''}"
         f"{'' if result['ok'] else '  ✗ ROWS DO NOT MATCH ANSWERS'}",
         flush=True,
     )
@@ -505,8 +521,9 @@ def main() -> None:
         wanted = set(args.only.split(","))
         runs = [run for run in runs if run[0] in wanted or run[0] == "healthz"]
     (_, _, healthz_paths, _), *others = runs  # scenarios() puts /healthz first
-    flush_before, flushed_where = flush_latency()
-    print(f"disk flush (8 kB write + fdatasync {flushed_where}): {flush_before}", flush=True)
+    flush_at, flush_where = flush_directory()
+    flush_before = flush_latency(flush_at)
+    print(f"disk flush (8 kB write + fdatasync {flush_where}): {flush_before}", flush=True)
     server = start_server(env, args.port, args.workers, args.threads)
     measured: dict[str, list[dict]] = {name: [] for name, *_ in runs}
     try:
@@ -519,7 +536,9 @@ def main() -> None:
             before = healthz_run(wrk, args, healthz_paths[round_], round_)
             measured["healthz"].append(before)
             for name, _, paths, check in others:
-                result = measure(wrk, args, name, paths[round_], check) | {"round": round_}
+                flush = flush_latency(flush_at, samples=200)
+                result = measure(wrk, args, name, paths[round_], check)
+                result |= {"round": round_, "flush": flush}
                 report_run(round_, name, result)
                 after = healthz_run(wrk, args, healthz_paths[round_], round_)
                 measured["healthz"].append(after)
@@ -529,7 +548,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    flush_after, _ = flush_latency()
+    flush_after = flush_latency(flush_at)
     print(f"disk flush after the runs: {flush_after}", flush=True)
     results = []
     for name, description, _, check in runs:
@@ -554,6 +573,9 @@ def main() -> None:
                 per_round=[
                     statistics.median(m["rps"] for m in runs_of if m["round"] == round_)
                     for round_ in range(args.rounds)
+                ],
+                flush_per_round=[
+                    (m["flush"].p50_us, m["flush"].p99_us) for m in runs_of if "flush" in m
                 ],
             )
         )
