@@ -524,6 +524,7 @@ def main() -> None:
     flush_at, flush_where = flush_directory()
     flush_before = flush_latency(flush_at)
     print(f"disk flush (8 kB write + fdatasync {flush_where}): {flush_before}", flush=True)
+    started = time.gmtime()
     server = start_server(env, args.port, args.workers, args.threads)
     measured: dict[str, list[dict]] = {name: [] for name, *_ in runs}
     try:
@@ -590,7 +591,7 @@ def main() -> None:
         f"{args.rounds} rounds (medians; /healthz {args.healthz_duration}s before and after "
         f"each path), {server_model}, PostgreSQL over "
         f"{'its Unix socket' if args.db_over == 'socket' else 'TCP'} "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); disk flush (8 kB write + "
+        f"(started {time.strftime('%Y-%m-%d %H:%M UTC', started)}); disk flush (8 kB write + "
         f"fdatasync) {flush_before} before the runs, {flush_after} after them"
     )
     report = table(results, header)
