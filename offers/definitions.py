@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import Q
 
-from offers.models import Advertiser, Event, Offer
+from offers.models import Advertiser, Event, Offer, PublisherPostback
 from offers.money import earned, is_percentage
 from offers.tokens import token_digest
 
@@ -90,6 +91,29 @@ class OfferEvents:
     by_name: dict[str, EventDefinition]
 
 
+@dataclass(frozen=True, slots=True)
+class PostbackDefinition:
+    """An enabled publisher postback (SPEC "Publisher postbacks (outbound)")."""
+
+    id: int
+    publisher_id: int
+    offer_id: int | None  # None: all offers
+    trigger: str
+    event_id: int | None  # None: any event (event trigger only)
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferPostbacks:
+    """The enabled publisher postbacks that apply to one offer: its own and the all-offers
+    ones, of every publisher; and the offer's name (the ``{offer_name}`` macro). Empty for
+    almost every offer, so a postback learns "no delivery" without a query."""
+
+    offer_name: str
+    postbacks: tuple[PostbackDefinition, ...]
+
+
+_POSTBACK_FIELDS = ("id", "publisher_id", "offer_id", "trigger", "event_id", "url")
 _MONEY_FIELDS = ("revenue_type", "revenue_value", "payout_type", "payout_value")
 _OFFER_FIELDS = (
     "id",
@@ -118,6 +142,7 @@ class Definitions:
         self._events: dict[int, OfferEvents] = {}
         self._advertisers_by_digest: dict[str, tuple[int, str]] = {}
         self._event_offers: dict[int, int] = {}
+        self._postbacks: dict[int, OfferPostbacks] = {}
 
     @property
     def version(self) -> int | None:
@@ -157,6 +182,25 @@ class Definitions:
         self._event_offers.update((event.id, offer_id) for event in events)
         return found
 
+    def publisher_postbacks(self, offer_id: int) -> OfferPostbacks:
+        """The enabled publisher postbacks that may fire for the offer's records (one query
+        the first time; serves: publisherpostback_offer)."""
+        cached = self._postbacks.get(offer_id)
+        if cached is not None:
+            return cached
+        rows = (
+            PublisherPostback.objects.filter(enabled=True)
+            .filter(Q(offer_id=offer_id) | Q(offer__isnull=True))
+            .order_by("id")
+            .values_list(*_POSTBACK_FIELDS)
+        )
+        postbacks = tuple(PostbackDefinition(*row) for row in rows)
+        name = ""
+        if postbacks:  # the name only matters to a URL
+            name = Offer.objects.filter(pk=offer_id).values_list("name", flat=True).first() or ""
+        found = self._postbacks[offer_id] = OfferPostbacks(name, postbacks)
+        return found
+
     # What is cached already, without loading anything (None where nothing is cached):
     # for the tracking path's one-statement attempt, which only tries what it can predict.
 
@@ -165,6 +209,9 @@ class Definitions:
 
     def cached_events(self, offer_id: int) -> OfferEvents | None:
         return self._events.get(offer_id)
+
+    def cached_publisher_postbacks(self, offer_id: int) -> OfferPostbacks | None:
+        return self._postbacks.get(offer_id)
 
     def cached_event_offer(self, event_id: int) -> int | None:
         """The offer of the event with this (platform-wide) event ID."""

@@ -186,3 +186,95 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
+
+
+class PublisherPostback(models.Model):
+    """A publisher's URL that Clicktrail calls about the publisher's conversions and events
+    (SPEC "Publisher postbacks (outbound)"). The URL holds macros (offers/outbound_urls.py),
+    filled when a delivery is created; deliveries live in tracking (tracking/deliveries.py).
+    """
+
+    class Trigger(models.TextChoices):
+        CONVERSION = "conversion", "Conversion"
+        EVENT = "event", "Event"
+        STATUS = "status", "Status change"
+
+    publisher = models.ForeignKey(Publisher, on_delete=models.CASCADE, related_name="postbacks")
+    offer = models.ForeignKey(
+        Offer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="publisher_postbacks",
+        help_text="Empty: all offers.",
+    )
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    event = models.ForeignKey(
+        Event,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="publisher_postbacks",
+        help_text="For the event trigger: one event (of the offer), or empty for any event.",
+    )
+    url = models.CharField("URL", max_length=2000)
+    enabled = models.BooleanField(default=True)
+    # Set when deliveries kept failing (tracking/deliveries.py, postback_disable_if_failing);
+    # cleared when someone enables it again.
+    disabled_reason = models.CharField(max_length=255, blank=True, default="")
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["publisher_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(trigger__in=["conversion", "event", "status"]),
+                name="publisherpostback_trigger_valid",
+            ),
+            # One event only makes sense for the event trigger.
+            models.CheckConstraint(
+                condition=Q(event__isnull=True) | Q(trigger="event"),
+                name="publisherpostback_event_only_for_event_trigger",
+                violation_error_message="Only an event postback can name one event.",
+            ),
+            # An event belongs to an offer: the postback names that offer too
+            # (publisherpostback_clean keeps them in step).
+            models.CheckConstraint(
+                condition=Q(event__isnull=True) | Q(offer__isnull=False),
+                name="publisherpostback_event_needs_offer",
+            ),
+            models.CheckConstraint(condition=~Q(url=""), name="publisherpostback_url_not_empty"),
+        ]
+        indexes = [
+            # The definitions cache loads an offer's postbacks (its own and the all-offers
+            # ones) once per definitions version.
+            models.Index(fields=["offer", "enabled"], name="publisherpostback_offer"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"offer #{self.offer_id}" if self.offer_id else "all offers"
+        return f"{self.get_trigger_display()} postback of {self.publisher} ({scope})"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from offers.outbound_urls import validate_postback_url
+
+        errors = {}
+        try:
+            validate_postback_url(self.url)
+        except ValidationError as error:
+            errors["url"] = error.messages
+        if self.event_id is not None and self.trigger != self.Trigger.EVENT:
+            errors["event"] = ["Only an event postback can name one event."]
+        elif self.event_id is not None:
+            event_offer = Event.objects.filter(pk=self.event_id).values_list("offer_id", flat=True)
+            event_offer_id = event_offer.first()
+            if self.offer_id is None:
+                self.offer_id = event_offer_id
+            elif event_offer_id != self.offer_id:
+                errors["event"] = ["This event belongs to another offer."]
+        if errors:
+            raise ValidationError(errors)

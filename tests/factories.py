@@ -42,6 +42,8 @@ def ensure_roles() -> None:
     this, so a role test never depends on which test ran before it.
     """
     roles = importlib.import_module("tracking.migrations.0002_roles").ROLES
+    added = importlib.import_module("tracking.migrations.0008_deliveries").ROLES
+    roles = {name: [*codenames, *added.get(name, [])] for name, codenames in roles.items()}
     for name, codenames in roles.items():
         group, created = Group.objects.get_or_create(name=name)
         if created or not group.permissions.exists():

@@ -329,3 +329,194 @@ class PostbackLog(models.Model):
 
     def __str__(self) -> str:
         return f"Postback #{self.pk} {self.reason}"
+
+
+# --- Publisher postbacks: deliveries (SPEC "Publisher postbacks (outbound)") ---------------
+
+
+class Delivery(models.Model):
+    """One notification to a publisher: the delivery log's row and the worker's queue entry.
+
+    Written in the same transaction as the record or status change it reports
+    (tracking/deliveries.py), so nothing can drop it; sent by ``manage.py deliver_postbacks``.
+    Its ID is the ``{delivery_id}`` macro, stable across retries and resends.
+    """
+
+    class Trigger(models.TextChoices):
+        CONVERSION = "conversion", "Conversion"
+        EVENT = "event", "Event"
+        STATUS = "status", "Status change"
+
+    class RecordType(models.TextChoices):
+        CONVERSION = "conversion", "Conversion"
+        EVENT = "event", "Event"
+
+    class Outcome(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RETRYING = "retrying", "Retrying"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        SUPERSEDED = "superseded", "Superseded"
+        CANCELLED = "cancelled", "Cancelled"
+
+    #: Outcomes the worker still has to act on.
+    PENDING = ("queued", "retrying")
+
+    id = models.BigAutoField(primary_key=True)
+    # SET_NULL: deleting a postback keeps its delivery log (its queued deliveries are
+    # cancelled first: publisherpostback_delete).
+    postback = models.ForeignKey(
+        "offers.PublisherPostback",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        db_index=False,
+    )
+    publisher = models.ForeignKey(
+        Publisher, on_delete=models.PROTECT, related_name="deliveries", db_index=False
+    )
+    offer = models.ForeignKey(
+        Offer, on_delete=models.PROTECT, related_name="deliveries", db_index=False
+    )
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    record_type = models.CharField(max_length=10, choices=RecordType.choices)
+    conversion = models.ForeignKey(
+        Conversion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="deliveries",
+    )
+    event_record = models.ForeignKey(
+        EventRecord,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="deliveries",
+    )
+    # The status history entry a status delivery reports (branch "status" brings the
+    # model; until then no status delivery is created).
+    status_entry_id = models.BigIntegerField(null=True, blank=True)
+    transaction_id = models.CharField(max_length=64)
+    # As it will be sent, secrets included (the worker needs them); shown masked everywhere.
+    url = models.CharField(max_length=4000)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.QUEUED)
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    # When the worker should try next. A worker that claims a delivery moves this into the
+    # future (its lease), so a worker killed mid-attempt leaves it due again later.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    # When it ended delivered or failed (the auto-disable rule looks at these).
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        permissions = [("resend_delivery", "Can resend a publisher postback delivery")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(trigger__in=["conversion", "event", "status"]),
+                name="delivery_trigger_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(record_type__in=["conversion", "event"]),
+                name="delivery_record_type_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    outcome__in=[
+                        "queued",
+                        "retrying",
+                        "delivered",
+                        "failed",
+                        "superseded",
+                        "cancelled",
+                    ]
+                ),
+                name="delivery_outcome_valid",
+            ),
+            # A delivery reports exactly one record, of its type.
+            models.CheckConstraint(
+                condition=(
+                    Q(record_type="conversion", conversion__isnull=False, event_record__isnull=True)
+                    | Q(record_type="event", conversion__isnull=True, event_record__isnull=False)
+                ),
+                name="delivery_one_record",
+            ),
+            # Only pending deliveries are due.
+            models.CheckConstraint(
+                condition=Q(outcome__in=["queued", "retrying"]) | Q(next_attempt_at__isnull=True),
+                name="delivery_due_only_when_pending",
+            ),
+            # Conversion and event postbacks fire once per (postback, record), whatever path
+            # approves the record and however often (ON CONFLICT DO NOTHING relies on these).
+            models.UniqueConstraint(
+                fields=["postback", "conversion"],
+                condition=Q(trigger="conversion"),
+                name="delivery_once_per_postback_conversion",
+            ),
+            models.UniqueConstraint(
+                fields=["postback", "event_record"],
+                condition=Q(trigger="event"),
+                name="delivery_once_per_postback_event_record",
+            ),
+        ]
+        indexes = [
+            # The worker's claim: pending deliveries by due time (small: only pending rows).
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(outcome__in=["queued", "retrying"]),
+                name="delivery_due",
+            ),
+            # The delivery log newest first, and date filters.
+            models.Index(fields=["created_at"], name="delivery_created"),
+            # The log filtered by publisher / offer.
+            models.Index(fields=["publisher", "created_at"], name="delivery_publisher_created"),
+            models.Index(fields=["offer", "created_at"], name="delivery_offer_created"),
+            # Search by transaction_id.
+            models.Index(fields=["transaction_id"], name="delivery_transaction_id"),
+            # Auto-disable: a postback's last finished deliveries.
+            models.Index(fields=["postback", "finished_at"], name="delivery_postback_finished"),
+            # A record's deliveries (status deliveries superseded by a later change).
+            models.Index(fields=["conversion"], name="delivery_conversion"),
+            models.Index(fields=["event_record"], name="delivery_event_record"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery #{self.pk} {self.outcome}"
+
+    @property
+    def record_id(self) -> int | None:
+        return self.conversion_id if self.record_type == "conversion" else self.event_record_id
+
+
+class DeliveryAttempt(models.Model):
+    """One request the worker made for a delivery, whatever came of it."""
+
+    id = models.BigAutoField(primary_key=True)
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempts", db_index=False
+    )
+    at = models.DateTimeField()
+    # The URL as sent, secret-looking parameters masked (offers.outbound_urls.mask_url).
+    url = models.CharField(max_length=4000)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    # The first 1 KiB of the answer, decoded leniently.
+    response = models.TextField(blank=True, default="")
+    error = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["delivery_id", "at", "id"]
+        indexes = [
+            # A delivery's attempts, in order.
+            models.Index(fields=["delivery", "at"], name="deliveryattempt_delivery_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt #{self.pk} of delivery #{self.delivery_id}"

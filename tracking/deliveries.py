@@ -1,0 +1,492 @@
+"""Publisher postback deliveries: which fire, what they say, and what becomes of them.
+
+SPEC "Publisher postbacks (outbound)". The pieces, by name:
+
+- ``winning_postbacks`` (a rule, pure): for one record and trigger, the one postback per
+  publisher that fires: the most specific (one event over any event, one offer over all
+  offers; the oldest on a tie).
+- ``record_macros`` / ``delivery_url`` (pure): the macro values of a record and the URL
+  filled with them (offers/outbound_urls.py does the encoding).
+- ``deliveries_create`` (service): writes a record's deliveries in the caller's
+  transaction (the record's own: "nothing lost"). The tracking path on PostgreSQL writes
+  them in the record's own statement instead, with ``delivery_cte_sql`` (same rule, same
+  macros, filled partly in SQL because the click is read by that statement).
+- ``next_step`` (a rule, pure): after an attempt, delivered / retrying (when) / failed.
+- ``deliveries_claim``, ``attempts_record``, ``postback_disable_if_failing``: the worker's
+  reads and writes (tracking/worker.py runs the requests).
+- ``delivery_resend``, ``publisherpostback_delete``: what account managers do.
+"""
+
+import functools
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from offers.definitions import OfferPostbacks, PostbackDefinition
+from offers.models import PublisherPostback
+from offers.outbound_urls import ROW_MACROS, fill_url, mask_url
+from tracking.models import Conversion, Delivery, DeliveryAttempt, EventRecord
+from tracking.outbound import AttemptResult
+
+#: Seconds to wait after attempt 1, 2, … 6 before the next (SPEC: about 1 min, 5 min,
+#: 30 min, 2 h, 6 h and 18 h); attempt 7 is the last.
+RETRY_DELAYS = (60, 300, 1800, 7200, 21600, 64800)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+#: Each delay is stretched or shrunk by up to this fraction, so deliveries that failed
+#: together (a publisher's outage) do not all come back in the same second.
+JITTER = 0.1
+#: How long a claimed delivery stays the claiming worker's: longer than one attempt
+#: (5 s) and its recording, so no other worker takes it meanwhile; a worker killed
+#: mid-batch leaves its claims due again after this.
+LEASE = timedelta(seconds=60)
+
+#: Auto-disable: a postback whose last ``DISABLE_AFTER`` deliveries finished within
+#: ``DISABLE_WINDOW`` all failed.
+DISABLE_AFTER = 10
+DISABLE_WINDOW = timedelta(hours=72)
+
+#: The status of a record when statuses are not tracked (every accepted record is approved).
+APPROVED = "approved"
+#: Macros the tracking path's statement fills from the click it reads (PostgreSQL).
+CLICK_MACROS = ("aff_sub", "aff_sub2", "aff_sub3", "aff_sub4", "aff_sub5", "source")
+
+_SPECIFICITY_EVENT = 4
+_SPECIFICITY_OFFER = 2
+
+
+# --- Which postbacks fire (pure) -------------------------------------------------------------
+
+
+def _specificity(postback: PostbackDefinition) -> int:
+    return (_SPECIFICITY_EVENT if postback.event_id is not None else 0) + (
+        _SPECIFICITY_OFFER if postback.offer_id is not None else 0
+    )
+
+
+def winning_postbacks(
+    postbacks: Iterable[PostbackDefinition],
+    *,
+    trigger: str,
+    offer_id: int,
+    event_id: int | None = None,
+    publisher_id: int | None = None,
+) -> dict[int, PostbackDefinition]:
+    """The postback that fires for each publisher (only ``publisher_id``'s when given).
+
+    ``postbacks`` are enabled ones. A candidate matches the trigger, names this offer or
+    all offers, and (event trigger) this event or any event. Of a publisher's matches the
+    most specific wins: one event over any event, then one offer over all offers; on a tie
+    the oldest (lowest ID), so the choice never depends on the order given.
+    """
+    winners: dict[int, PostbackDefinition] = {}
+    for postback in postbacks:
+        if postback.trigger != trigger:
+            continue
+        if publisher_id is not None and postback.publisher_id != publisher_id:
+            continue
+        if postback.offer_id is not None and postback.offer_id != offer_id:
+            continue
+        if postback.event_id is not None and postback.event_id != event_id:
+            continue
+        current = winners.get(postback.publisher_id)
+        if current is None or (_specificity(postback), -postback.id) > (
+            _specificity(current),
+            -current.id,
+        ):
+            winners[postback.publisher_id] = postback
+    return winners
+
+
+# --- What a delivery says (pure) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """What the macros report about one record (never its revenue or adv_subs)."""
+
+    transaction_id: str
+    offer_id: int
+    offer_name: str
+    publisher_id: int
+    record_type: str  # "conversion" or "event"
+    event_id: int | None
+    event_name: str
+    payout: Decimal
+    currency: str
+    status: str
+    status_reason: str
+    created_at: datetime
+    record_id: int | None = None
+    click: dict[str, str] | None = None  # aff_sub … aff_sub5, source
+
+
+def record_macros(facts: RecordFacts) -> dict[str, object]:
+    values: dict[str, object] = {
+        "transaction_id": facts.transaction_id,
+        "offer_id": facts.offer_id,
+        "offer_name": facts.offer_name,
+        "aff_id": facts.publisher_id,
+        "type": facts.record_type,
+        "event_id": facts.event_id,
+        "event_name": facts.event_name,
+        "payout": f"{facts.payout:.2f}",
+        "currency": facts.currency,
+        "status": facts.status,
+        "status_reason": facts.status_reason,
+        "timestamp": int(facts.created_at.timestamp()),
+        "record_id": facts.record_id,
+    }
+    values.update(facts.click or {})
+    return values
+
+
+def delivery_url(template: str, facts: RecordFacts, *, delivery_id: int | None) -> str:
+    return fill_url(template, record_macros(facts) | {"delivery_id": delivery_id})
+
+
+# --- Creating deliveries (in the caller's transaction) --------------------------------------
+
+
+def _facts_for(record: Conversion | EventRecord, *, offer_name: str) -> RecordFacts:
+    click = record.click
+    is_event = isinstance(record, EventRecord)
+    return RecordFacts(
+        transaction_id=click.transaction_id,
+        offer_id=record.offer_id,
+        offer_name=offer_name,
+        publisher_id=record.publisher_id,
+        record_type="event" if is_event else "conversion",
+        event_id=record.event_id if is_event else None,
+        event_name=record.event.name if is_event else "",
+        payout=record.payout,
+        currency=record.currency,
+        status=getattr(record, "status", APPROVED),
+        status_reason=getattr(record, "status_reason", ""),
+        created_at=record.created_at,
+        record_id=record.pk,
+        click={name: getattr(click, name) for name in CLICK_MACROS},
+    )
+
+
+def deliveries_create(
+    *,
+    record: Conversion | EventRecord,
+    postbacks: OfferPostbacks | None = None,
+    only: PostbackDefinition | None = None,
+    now: datetime | None = None,
+) -> list[Delivery]:
+    """Write the deliveries the record's acceptance (or first approval) fires, in the
+    caller's transaction, and return them.
+
+    ``postbacks`` are the offer's (from the definitions cache; read when not given).
+    ``only`` sends that postback whatever the rules (the admin's Test button). A record of
+    a test click fires nothing (SPEC "Caps…"), nor one that is not approved; a record that
+    already has its delivery from a postback gets no second (the unique constraints
+    ``delivery_once_per_postback_*``).
+    """
+    is_event = isinstance(record, EventRecord)
+    click = record.click
+    if only is None:
+        if click.is_test or getattr(record, "status", APPROVED) != APPROVED:
+            return []
+        if postbacks is None:
+            postbacks = offer_postbacks(record.offer_id)
+        winners = winning_postbacks(
+            postbacks.postbacks,
+            trigger="event" if is_event else "conversion",
+            offer_id=record.offer_id,
+            event_id=record.event_id if is_event else None,
+            publisher_id=record.publisher_id,
+        )
+        chosen = list(winners.values())
+        offer_name = postbacks.offer_name
+    else:
+        chosen = [only]
+        offer_name = record.offer.name
+    if not chosen:
+        return []
+    facts = _facts_for(record, offer_name=offer_name)
+    now = now or timezone.now()
+    created = []
+    with transaction.atomic():
+        for postback in chosen:
+            delivery = Delivery(
+                postback_id=postback.id,
+                publisher_id=record.publisher_id,
+                offer_id=record.offer_id,
+                trigger=postback.trigger,
+                record_type=facts.record_type,
+                conversion=None if is_event else record,
+                event_record=record if is_event else None,
+                transaction_id=click.transaction_id,
+                url=delivery_url(postback.url, facts, delivery_id=None),
+                next_attempt_at=now,
+                created_at=now,
+            )
+            if only is None and _already_delivered(postback.id, record, is_event):
+                continue
+            delivery.save()
+            # {delivery_id} is the row's own ID: known once it is inserted.
+            if "{delivery_id}" in postback.url:
+                delivery.url = delivery_url(postback.url, facts, delivery_id=delivery.pk)
+                Delivery.objects.filter(pk=delivery.pk).update(url=delivery.url)
+            created.append(delivery)
+    return created
+
+
+def _already_delivered(postback_id: int, record: Conversion | EventRecord, is_event: bool) -> bool:
+    link = {"event_record": record} if is_event else {"conversion": record}
+    return Delivery.objects.filter(
+        postback_id=postback_id, trigger="event" if is_event else "conversion", **link
+    ).exists()
+
+
+def offer_postbacks(offer_id: int) -> OfferPostbacks:
+    """The offer's enabled publisher postbacks, read now (outside the tracking path)."""
+    from offers.definitions import Definitions
+
+    return Definitions(None).publisher_postbacks(offer_id)
+
+
+# --- The tracking path's statement (PostgreSQL) ---------------------------------------------
+
+
+@functools.cache
+def delivery_cte_sql(link: str, click_id: str) -> str:
+    """A CTE (``delivery AS (…)``) that writes the deliveries of the record the statement's
+    ``record`` CTE inserted, for its click ``click_id`` (an SQL expression).
+
+    Python chose the winning postback of every publisher that has one for this offer and
+    trigger (``winning_postbacks``) and filled every macro it knows
+    (``delivery_cte_params``); the statement keeps the row for the click's publisher, fills
+    the click's macros (URL-encoded by ``tracking_urlencode``, migration
+    tracking/0008), the record's ID and the delivery's own ID, and inserts nothing for a
+    test click or when no record was inserted. Values filled by Python are encoded, so
+    they hold no braces for a later ``replace`` to find.
+    """
+    url = "pb.url"
+    for name in CLICK_MACROS:
+        url = f"replace({url}, '{{{name}}}', tracking_urlencode(c.{name}))"
+    url = (
+        f"replace(replace({url}, '{{record_id}}', record.id::text), '{{delivery_id}}', d.id::text)"
+    )
+    record_type = "event" if link == "event_record" else "conversion"
+    return f"""delivery AS (
+    INSERT INTO tracking_delivery (id, postback_id, publisher_id, offer_id, trigger,
+        record_type, {link}_id, transaction_id, url, outcome, attempt_count,
+        next_attempt_at, last_error, created_at)
+    SELECT d.id, pb.postback_id, c.publisher_id, c.offer_id, pb.trigger, '{record_type}',
+        record.id, c.transaction_id, {url}, 'queued', 0, %(delivery_at)s, '', %(delivery_at)s
+    FROM record
+    JOIN tracking_click c ON c.id = {click_id}
+    JOIN unnest(%(delivery_publishers)s::integer[], %(delivery_postbacks)s::integer[],
+                %(delivery_triggers)s::text[], %(delivery_urls)s::text[])
+         AS pb(publisher_id, postback_id, trigger, url) ON pb.publisher_id = c.publisher_id
+    CROSS JOIN LATERAL (SELECT nextval(pg_get_serial_sequence('tracking_delivery', 'id')) AS id) d
+    WHERE NOT c.is_test
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)"""  # noqa: S608 - only names and constants are interpolated
+
+
+def delivery_cte_params(
+    winners: dict[int, PostbackDefinition], facts: RecordFacts, *, now: datetime
+) -> dict[str, object]:
+    """The parameters of ``delivery_cte_sql``: one row per publisher whose postback fires,
+    its URL filled but for the click's and the rows' macros (``facts.publisher_id`` is
+    ignored: each row fills its own publisher's ``{aff_id}``)."""
+    publishers, ids, triggers, urls = [], [], [], []
+    keep = CLICK_MACROS + ROW_MACROS
+    base = record_macros(facts)
+    for publisher_id, postback in sorted(winners.items()):
+        publishers.append(publisher_id)
+        ids.append(postback.id)
+        triggers.append(postback.trigger)
+        urls.append(fill_url(postback.url, base | {"aff_id": publisher_id}, keep=keep))
+    return {
+        "delivery_publishers": publishers,
+        "delivery_postbacks": ids,
+        "delivery_triggers": triggers,
+        "delivery_urls": urls,
+        "delivery_at": now,
+    }
+
+
+# --- After an attempt (pure) -----------------------------------------------------------------
+
+
+def is_retryable(result: AttemptResult) -> bool:
+    """Connection errors, time-outs, 429 and 5xx may pass; a refused address never will."""
+    if result.refused:
+        return False
+    code = result.status_code
+    return code is None or code == 429 or code >= 500
+
+
+def next_step(
+    *, attempts_made: int, result: AttemptResult, now: datetime, jitter: float = 0.0
+) -> tuple[str, datetime | None]:
+    """The delivery's outcome after its ``attempts_made``-th attempt came to ``result``,
+    and when to try again (None: never). ``jitter`` in [-1, 1] scales ``JITTER``."""
+    code = result.status_code
+    if code is not None and 200 <= code < 300:
+        return Delivery.Outcome.DELIVERED, None
+    if is_retryable(result) and attempts_made < MAX_ATTEMPTS:
+        delay = RETRY_DELAYS[attempts_made - 1] * (1 + JITTER * jitter)
+        return Delivery.Outcome.RETRYING, now + timedelta(seconds=delay)
+    return Delivery.Outcome.FAILED, None
+
+
+# --- The worker's reads and writes -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    url: str
+    attempt_count: int
+    postback_id: int | None
+
+
+def deliveries_claim(*, limit: int, now: datetime, lease: timedelta = LEASE) -> list[Claimed]:
+    """Take up to ``limit`` due deliveries for this worker, in one short transaction.
+
+    ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL) lets any number of workers claim at
+    once without waiting for or taking each other's rows; moving ``next_attempt_at`` to
+    ``now + lease`` keeps the claim after the transaction ends, and gives it back to
+    everyone should this worker die before recording an attempt. (SQLite: one worker;
+    its transactions take the write lock up front anyway.)
+    """
+    if limit <= 0:
+        return []
+    with transaction.atomic():
+        due = (
+            Delivery.objects.filter(outcome__in=Delivery.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .select_for_update(skip_locked=True)
+            .values_list("id", "url", "attempt_count", "postback_id")[:limit]
+        )
+        claimed = [Claimed(*row) for row in due]
+        if claimed:
+            Delivery.objects.filter(pk__in=[c.id for c in claimed]).update(
+                next_attempt_at=now + lease
+            )
+    return claimed
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    delivery: Claimed
+    result: AttemptResult
+    at: datetime  # when the attempt started
+
+
+def attempts_record(
+    *, attempts: Sequence[Attempted], now: datetime, rng: random.Random | None = None
+) -> list[int]:
+    """Record attempts and each delivery's next step, in one transaction. Returns the IDs
+    of the postbacks whose deliveries just failed (for ``postback_disable_if_failing``).
+
+    A delivery that someone settled meanwhile (cancelled, superseded) keeps that outcome;
+    its attempt is still recorded.
+    """
+    rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+    failed_postbacks: set[int] = set()
+    with transaction.atomic():
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                delivery_id=item.delivery.id,
+                at=item.at,
+                url=mask_url(item.delivery.url)[:4000],
+                status_code=item.result.status_code,
+                duration_ms=item.result.duration_ms,
+                response=item.result.body,
+                error=item.result.error[:500],
+            )
+            for item in attempts
+        )
+        for item in attempts:
+            made = item.delivery.attempt_count + 1
+            outcome, next_at = next_step(
+                attempts_made=made, result=item.result, now=now, jitter=rng.uniform(-1, 1)
+            )
+            finished = outcome in (Delivery.Outcome.DELIVERED, Delivery.Outcome.FAILED)
+            updated = Delivery.objects.filter(
+                pk=item.delivery.id, outcome__in=Delivery.PENDING
+            ).update(
+                outcome=outcome,
+                attempt_count=F("attempt_count") + 1,
+                next_attempt_at=next_at,
+                last_status_code=item.result.status_code,
+                last_error=item.result.error[:500],
+                finished_at=now if finished else None,
+            )
+            if updated and outcome == Delivery.Outcome.FAILED and item.delivery.postback_id:
+                failed_postbacks.add(item.delivery.postback_id)
+    return sorted(failed_postbacks)
+
+
+def postback_disable_if_failing(*, postback_id: int, now: datetime) -> bool:
+    """Disable the postback when its last ``DISABLE_AFTER`` deliveries finished within
+    ``DISABLE_WINDOW`` all failed (serves: delivery_postback_finished). True if it was."""
+    last = list(
+        Delivery.objects.filter(postback_id=postback_id, finished_at__gte=now - DISABLE_WINDOW)
+        .order_by("-finished_at", "-id")
+        .values_list("outcome", flat=True)[:DISABLE_AFTER]
+    )
+    if len(last) < DISABLE_AFTER or any(o != Delivery.Outcome.FAILED for o in last):
+        return False
+    reason = (
+        f"Disabled automatically on {now:%Y-%m-%d %H:%M} UTC: its last {DISABLE_AFTER} "
+        "deliveries all failed. Fix the URL or the publisher's server, then enable it again."
+    )
+    return bool(
+        PublisherPostback.objects.filter(pk=postback_id, enabled=True).update(
+            enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now
+        )
+    )
+
+
+# --- What account managers do ----------------------------------------------------------------
+
+
+class DeliveryPending(Exception):
+    """The delivery is still queued or retrying: the worker will send it anyway."""
+
+
+def delivery_resend(*, delivery_id: int, now: datetime | None = None) -> Delivery:
+    """Queue a finished delivery again: same row, same ``{delivery_id}``, same URL, a fresh
+    round of attempts (its earlier attempts stay in the log). A delivery still queued or
+    retrying is refused (``DeliveryPending``): it may be in a worker's hands right now, and
+    resending it could send it twice at once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = (
+            Delivery.objects.filter(pk=delivery_id)
+            .exclude(outcome__in=Delivery.PENDING)
+            .update(
+                outcome=Delivery.Outcome.QUEUED,
+                attempt_count=0,
+                next_attempt_at=now,
+                finished_at=None,
+            )
+        )
+        delivery = Delivery.objects.get(pk=delivery_id)
+    if not updated:
+        raise DeliveryPending(f"Delivery {delivery_id} is already {delivery.outcome}.")
+    return delivery
+
+
+def publisherpostback_delete(*, postback: PublisherPostback) -> None:
+    """Delete a publisher postback; its queued deliveries are cancelled, its log kept."""
+    with transaction.atomic():
+        Delivery.objects.filter(postback=postback, outcome__in=Delivery.PENDING).update(
+            outcome=Delivery.Outcome.CANCELLED, next_attempt_at=None
+        )
+        postback.delete()
