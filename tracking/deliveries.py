@@ -20,7 +20,7 @@ SPEC "Publisher postbacks (outbound)". The pieces, by name:
 import functools
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -31,7 +31,7 @@ from django.utils import timezone
 from offers.definitions import OfferPostbacks, PostbackDefinition
 from offers.models import PublisherPostback
 from offers.outbound_urls import ROW_MACROS, fill_url, mask_url
-from tracking.models import Conversion, Delivery, DeliveryAttempt, EventRecord
+from tracking.models import Click, Conversion, Delivery, DeliveryAttempt, EventRecord
 from tracking.outbound import AttemptResult
 
 #: Seconds to wait after attempt 1, 2, … 6 before the next (SPEC: about 1 min, 5 min,
@@ -490,3 +490,45 @@ def publisherpostback_delete(*, postback: PublisherPostback) -> None:
             outcome=Delivery.Outcome.CANCELLED, next_attempt_at=None
         )
         postback.delete()
+
+
+def deliveries_write(
+    *,
+    winners: dict[int, PostbackDefinition],
+    facts: RecordFacts,
+    link: str,
+    click_id: int,
+    record_id: int,
+    now: datetime,
+) -> None:
+    """``delivery_cte_sql`` for other databases (SQLite): the accepted record's deliveries,
+    written with the ORM in the caller's transaction, for the click's publisher only."""
+    click = (
+        Click.objects.filter(pk=click_id)
+        .values("publisher_id", "is_test", "transaction_id", *CLICK_MACROS)
+        .get()
+    )
+    postback = winners.get(click["publisher_id"])
+    if postback is None or click["is_test"]:
+        return
+    facts = replace(
+        facts,
+        publisher_id=click["publisher_id"],
+        record_id=record_id,
+        click={name: click[name] for name in CLICK_MACROS},
+    )
+    delivery = Delivery.objects.create(
+        postback_id=postback.id,
+        publisher_id=click["publisher_id"],
+        offer_id=facts.offer_id,
+        trigger=postback.trigger,
+        record_type=facts.record_type,
+        **{f"{link}_id": record_id},
+        transaction_id=click["transaction_id"],
+        url=delivery_url(postback.url, facts, delivery_id=None),
+        next_attempt_at=now,
+        created_at=now,
+    )
+    if "{delivery_id}" in postback.url:
+        url = delivery_url(postback.url, facts, delivery_id=delivery.pk)
+        Delivery.objects.filter(pk=delivery.pk).update(url=url)

@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -37,12 +37,20 @@ from offers.definitions import (
     Definitions,
     EventDefinition,
     OfferDefinition,
+    OfferPostbacks,
     cached_definitions,
     definitions,
     tokens_match,
     version_sql,
 )
 from offers.tokens import mask_token
+from tracking.deliveries import (
+    RecordFacts,
+    deliveries_write,
+    delivery_cte_params,
+    delivery_cte_sql,
+    winning_postbacks,
+)
 from tracking.models import Conversion, EventRecord, PostbackLog, Reason
 from tracking.sql import Row, on_postgresql, run
 
@@ -170,6 +178,8 @@ class _Decision:
     payout: Decimal
     currency: str
     event: EventDefinition | None = None
+    # The offer's publisher postbacks (SPEC "Publisher postbacks (outbound)").
+    postbacks: OfferPostbacks | None = None
 
 
 class _Rejected(Exception):
@@ -302,8 +312,10 @@ def _decide(
         )
 
     if data.is_event:
-        return _decide_event(data, click, offer, defs, trail)
-    return _decide_conversion(data, click, offer)
+        decision = _decide_event(data, click, offer, defs, trail)
+    else:
+        decision = _decide_conversion(data, click, offer)
+    return replace(decision, postbacks=defs.publisher_postbacks(offer.id))
 
 
 def _decide_conversion(data: PostbackParams, click: _Click, offer: OfferDefinition) -> _Decision:
@@ -583,7 +595,9 @@ _RECORDS = {"conversion": Row(Conversion), "event_record": Row(EventRecord)}
 
 
 @functools.cache
-def _accept_sql(link: str, dedupe: str, postgresql: bool) -> tuple[str, str]:
+def _accept_sql(
+    link: str, dedupe: str, postgresql: bool, deliveries: bool = False
+) -> tuple[str, str]:
     """The statement(s) that write an accepted postback: (record, log row) on SQLite, run in
     one transaction; on PostgreSQL one statement (a data-modifying CTE, atomic by itself,
     one round trip) and ``""``.
@@ -610,8 +624,10 @@ def _accept_sql(link: str, dedupe: str, postgresql: bool) -> tuple[str, str]:
         return insert_record, insert_log
     duplicate = Reason.DUPLICATE_EVENT if link == "event_record" else Reason.DUPLICATE_CONVERSION
     log = _LOG_WITH_RECORD
+    # The publisher deliveries the record fires, in the same statement (tracking/deliveries.py).
+    delivery = f", {delivery_cte_sql(link, '%(click_id)s::bigint')}" if deliveries else ""
     sql = f"""
-WITH record AS ({insert_record})
+WITH record AS ({insert_record}){delivery}
 INSERT INTO {log.table} ({log.columns}, reason, status_code, message, {link}_id)
 SELECT {log.select_list},
        CASE WHEN record.id IS NULL THEN '{duplicate.value}' ELSE 'accepted' END,
@@ -679,11 +695,14 @@ def _accept(
     else:
         duplicate = _duplicate_conversion()
     log = _log_values(params, trail, method, ip, user_agent, created_at=now)
-    record_sql, log_sql = _accept_sql(link, dedupe, on_postgresql())
+    winners, facts = _deliveries(decision, publisher_id=click.publisher_id, now=now)
+    record_sql, log_sql = _accept_sql(link, dedupe, on_postgresql(), bool(winners))
     record_row = _RECORDS[link].values(record)
 
     if on_postgresql():
         values = record_row | _LOG_WITH_RECORD.values(log)
+        if winners:
+            values |= delivery_cte_params(winners, facts, now=now)
         values["duplicate_message"] = duplicate.message
         # Inside an outer transaction (tests, the admin) a savepoint keeps it usable should
         # a constraint refuse the statement.
@@ -697,6 +716,15 @@ def _accept(
                 log |= _outcome(duplicate)
             else:
                 log |= _outcome(None) | {f"{link}_id": record_id}
+                if winners:
+                    deliveries_write(
+                        winners=winners,
+                        facts=facts,
+                        link=link,
+                        click_id=click.id,
+                        record_id=record_id,
+                        now=now,
+                    )
             ((log_id,),) = run(log_sql, _LOG.values(log))
 
     if record_id is None:
@@ -729,8 +757,42 @@ def _accept(
 _ONCE_LOG = Row(PostbackLog, exclude=(*_LOG_OUTCOME, "click_id"), prefix="log_")
 
 
+def _deliveries(
+    decision: _Decision, *, publisher_id: int | None, now: datetime
+) -> tuple[dict, RecordFacts]:
+    """The publisher postbacks an accepted record fires (by publisher; only the click's
+    publisher's when known), and the record's macro values. From the definitions cache: no
+    query, and nothing to write when no publisher has one."""
+    event = decision.event
+    postbacks = decision.postbacks
+    winners = {}
+    if postbacks is not None and postbacks.postbacks:
+        winners = winning_postbacks(
+            postbacks.postbacks,
+            trigger="event" if event else "conversion",
+            offer_id=decision.offer.id,
+            event_id=event.id if event else None,
+            publisher_id=publisher_id,
+        )
+    facts = RecordFacts(
+        transaction_id=decision.data.transaction_id,
+        offer_id=decision.offer.id,
+        offer_name=postbacks.offer_name if postbacks else "",
+        publisher_id=publisher_id or 0,
+        record_type="event" if event else "conversion",
+        event_id=event.id if event else None,
+        event_name=event.name if event else "",
+        payout=decision.payout,
+        currency=decision.currency,
+        status="approved",
+        status_reason="",
+        created_at=now,
+    )
+    return winners, facts
+
+
 @functools.cache
-def _accept_at_once_sql(link: str, dedupe: str) -> str:
+def _accept_at_once_sql(link: str, dedupe: str, deliveries: bool = False) -> str:
     record = _RECORDS[link]
     from_click = {"click_id": "click.id", "publisher_id": "click.publisher_id"}
     if link == "event_record":
@@ -740,6 +802,8 @@ def _accept_at_once_sql(link: str, dedupe: str) -> str:
         conversion = "click.conversion_id IS NULL"
     duplicates = f" AND NOT {_duplicates_sql(dedupe, 'click.id')}" if dedupe else ""
     log = _ONCE_LOG
+    # The publisher deliveries the record fires, in the same statement (tracking/deliveries.py).
+    delivery = f", {delivery_cte_sql(link, 'record.click_id')}" if deliveries else ""
     return f"""
 WITH click AS (
     SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id,
@@ -757,7 +821,7 @@ WITH click AS (
     INSERT INTO {log.table} ({log.columns}, click_id, reason, status_code, message, {link}_id)
     SELECT {log.select_list}, record.click_id, 'accepted', 200, '', record.id FROM record
     RETURNING id
-)
+){delivery}
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
        (SELECT id FROM record), (SELECT id FROM log)
 FROM click
@@ -803,10 +867,26 @@ def _accept_at_once(
         money = event.money
     if money.needs_amount and data.amount is None:
         return None
+    # Which publisher postbacks may fire is cached with the definitions; the statement
+    # keeps the click's publisher's (tracking/deliveries.py).
+    postbacks = defs.cached_publisher_postbacks(offer.id)
+    if postbacks is None:
+        return None
 
     now = timezone.now()
     revenue, payout = money.revenue(data.amount), money.payout(data.amount)
     currency = data.currency or offer.currency
+    decision = _Decision(
+        data=data,
+        click=_Click(0, offer.id, 0, None),
+        offer=offer,
+        event=event,
+        revenue=revenue,
+        payout=payout,
+        currency=currency,
+        postbacks=postbacks,
+    )
+    winners, facts = _deliveries(decision, publisher_id=None, now=now)
     # The click's own columns come from the statement's read of it.
     link, dedupe, record = _record_row(
         data,
@@ -829,9 +909,11 @@ def _accept_at_once(
         | _ONCE_LOG.values(log)
         | {"transaction_id": data.transaction_id, "version": defs.version}
     )
+    if winners:
+        values |= delivery_cte_params(winners, facts, now=now)
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         ((version, click_id, click_offer, publisher_id, conversion_id, record_id, log_id),) = run(
-            _accept_at_once_sql(link, dedupe), values
+            _accept_at_once_sql(link, dedupe, bool(winners)), values
         )
     click = None
     if click_id is not None:
@@ -839,15 +921,7 @@ def _accept_at_once(
     if record_id is None:
         return definitions(version=version), click
     assert click is not None
-    decision = _Decision(
-        data=data,
-        click=click,
-        offer=offer,
-        event=event,
-        revenue=revenue,
-        payout=payout,
-        currency=currency,
-    )
+    decision = replace(decision, click=click)
     return PostbackOutcome(
         status_code=STATUS[Reason.ACCEPTED],
         reason=Reason.ACCEPTED,

@@ -11,6 +11,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 TRACKING_BASE_URL = env("TRACKING_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Only behind a reverse proxy that sets it: otherwise a client could forge its own IP.
 USE_X_FORWARDED_FOR = env.bool("USE_X_FORWARDED_FOR", default=False)
+# Publisher postbacks may call loopback, private and reserved addresses (tests, a receiver
+# on the LAN). Off in production: a postback URL must never reach the network's insides.
+OUTBOUND_ALLOW_PRIVATE_NETWORKS = env.bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", default=False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -12,3 +12,6 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# The tests' publisher servers listen on loopback (tests/tracking/test_outbound_ssrf.py turns
+# it off again to see the refusals).
+OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
