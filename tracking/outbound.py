@@ -108,8 +108,10 @@ def make_client(*, max_connections: int = 100) -> httpx.AsyncClient:
     )
 
 
-async def send(client: httpx.AsyncClient, url: str) -> AttemptResult:
-    """One ``GET`` of ``url``, within ``ATTEMPT_SECONDS`` in all. Never raises for what the
+async def send(
+    client: httpx.AsyncClient, url: str, *, timeout: float = ATTEMPT_SECONDS
+) -> AttemptResult:
+    """One ``GET`` of ``url``, within ``timeout`` seconds in all. Never raises for what the
     network or the publisher does: the result says."""
     started = time.monotonic()
 
@@ -117,14 +119,14 @@ async def send(client: httpx.AsyncClient, url: str) -> AttemptResult:
         return int((time.monotonic() - started) * 1000)
 
     try:
-        async with asyncio.timeout(ATTEMPT_SECONDS):
+        async with asyncio.timeout(timeout):
             return await _send(client, url, elapsed)
     except RefusedAddress as error:
         return AttemptResult(None, elapsed(), error=f"refused: {error}"[:500], refused=True)
     except TimeoutError:
-        return AttemptResult(None, elapsed(), error=f"timed out after {ATTEMPT_SECONDS:g} s")
+        return AttemptResult(None, elapsed(), error=f"timed out after {timeout:g} s")
     except httpx.TimeoutException:
-        return AttemptResult(None, elapsed(), error=f"timed out after {ATTEMPT_SECONDS:g} s")
+        return AttemptResult(None, elapsed(), error=f"timed out after {timeout:g} s")
     except (httpx.HTTPError, OSError) as error:
         message = str(error) or type(error).__name__
         return AttemptResult(None, elapsed(), error=f"connection error: {message}"[:500])

@@ -35,7 +35,7 @@ from tracking.deliveries import (
     deliveries_claim,
     postback_disable_if_failing,
 )
-from tracking.outbound import make_client, send
+from tracking.outbound import ATTEMPT_SECONDS, make_client, send
 
 logger = logging.getLogger("tracking.worker")
 
@@ -50,7 +50,9 @@ class Worker:
         clock: Callable[[], datetime] = timezone.now,
         until_idle: bool = False,
         rng: random.Random | None = None,
+        attempt_seconds: float = ATTEMPT_SECONDS,
     ) -> None:
+        self.attempt_seconds = attempt_seconds
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.lease = lease
@@ -129,7 +131,7 @@ class Worker:
 
     async def _attempt(self, client: Any, delivery: Claimed) -> None:
         at = self.clock()
-        result = await send(client, delivery.url)
+        result = await send(client, delivery.url, timeout=self.attempt_seconds)
         self.attempts += 1
         self._results.append(Attempted(delivery=delivery, result=result, at=at))
         assert self._has_results is not None
