@@ -38,6 +38,9 @@ from tracking.deliveries import (
 from tracking.outbound import ATTEMPT_SECONDS, make_client, send
 
 logger = logging.getLogger("tracking.worker")
+# httpx logs every request's whole URL at INFO: publisher URLs carry their secrets
+# (tokens, keys), which the delivery log masks and no server log may keep.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Worker:
