@@ -18,7 +18,9 @@ from tracking.models import Delivery
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def queued(url: str, *, count: int = 1, postback: PublisherPostback | None = None) -> list[Delivery]:
+def queued(
+    url: str, *, count: int = 1, postback: PublisherPostback | None = None
+) -> list[Delivery]:
     """``count`` conversions of one publisher, each with its delivery to ``url``."""
     if postback is None:
         first = ConversionFactory()
@@ -187,9 +189,9 @@ def test_one_delivered_among_the_last_ten_keeps_the_postback_enabled(httpserver:
 
     run_worker()
 
-    assert sorted(Delivery.objects.values_list("outcome", flat=True)) == ["delivered"] + [
-        "failed"
-    ] * 9
+    assert (
+        sorted(Delivery.objects.values_list("outcome", flat=True)) == ["delivered"] + ["failed"] * 9
+    )
     assert PublisherPostback.objects.get().enabled
 
 

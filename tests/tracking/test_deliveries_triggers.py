@@ -3,7 +3,7 @@ delivery with the record, and the worker calls the publisher's real server (on l
 with the macros filled."""
 
 from decimal import Decimal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 from django.db import connection
@@ -39,9 +39,7 @@ def received(httpserver: HTTPServer) -> list[dict[str, str]]:
     ]
 
 
-def test_an_accepted_conversion_reaches_the_publisher_with_every_macro_filled(
-    client, httpserver
-):
+def test_an_accepted_conversion_reaches_the_publisher_with_every_macro_filled(client, httpserver):
     offer = OfferFactory(name="Summer & Sale", payout_value=Decimal("3.50"), currency="EUR")
     click = ClickFactory(offer=offer, aff_sub="a b&c=d", aff_sub3="ü/ß", source="{x}#")
     postback(click.publisher, httpserver, trigger="conversion")
@@ -172,7 +170,9 @@ def test_nothing_is_written_when_no_postback_matches_or_the_click_is_a_test(clie
     token = offer.advertiser.postback_token
 
     for clicked in (click, test_click):
-        answer = client.get("/postback", {"secure": token, "transaction_id": clicked.transaction_id})
+        answer = client.get(
+            "/postback", {"secure": token, "transaction_id": clicked.transaction_id}
+        )
         assert answer.status_code == 200
 
     assert Conversion.objects.count() == 2
@@ -195,9 +195,7 @@ def test_a_rejected_postback_writes_no_delivery(client, httpserver):
     assert not Delivery.objects.exists()
 
 
-def test_the_one_statement_path_writes_the_delivery_in_the_records_statement(
-    client, httpserver
-):
+def test_the_one_statement_path_writes_the_delivery_in_the_records_statement(client, httpserver):
     """PostgreSQL: a postback naming its offer, with the definitions cached, is one
     statement, and its delivery is written by that statement (SQLite: the ordinary path)."""
     offer = OfferFactory()
