@@ -4,7 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from offers import api as offers_api
-from tracking import admin_views
+from offers import api_postbacks
+from tracking import admin_deliveries, admin_views, api_deliveries
 from tracking import api as tracking_api
 from tracking.reports import ReportView
 
@@ -22,6 +23,12 @@ router.register(
 router.register("conversions", tracking_api.ConversionViewSet, basename="conversion")
 router.register("event-records", tracking_api.EventRecordViewSet, basename="event-record")
 router.register("postbacks", tracking_api.PostbackLogViewSet, basename="postback-log")
+router.register(
+    r"publishers/(?P<publisher_pk>[0-9]+)/postbacks",
+    api_postbacks.PublisherPostbackViewSet,
+    basename="publisher-postback",
+)
+router.register("deliveries", api_deliveries.DeliveryViewSet, basename="delivery")
 
 urlpatterns = [
     # First: the public endpoints, including the site root (postbacks may arrive at "/").
@@ -38,6 +45,11 @@ urlpatterns = [
         "admin/tracking/test-postback/<int:offer_id>/send/",
         admin_views.test_postback_view,
         name="tracking-test-postback",
+    ),
+    path(
+        "admin/offers/publisherpostback/<int:postback_id>/test/",
+        admin_deliveries.publisher_postback_test_view,
+        name="tracking-publisher-postback-test",
     ),
     path("admin/", admin.site.urls),
     path("api/v1/reports/", ReportView.as_view(), name="reports"),

@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from offers.admin_postbacks import PublisherPostbackInline
 from offers.forms import EVENT_FIELDS, AdvertiserAddForm, EventForm, OfferForm
 from offers.models import Advertiser, Event, Offer, Publisher
 from offers.postback_urls import (
@@ -189,6 +190,7 @@ class PublisherAdmin(admin.ModelAdmin):
     search_fields = ["name", "id__exact"]
     readonly_fields = ["created_at"]
     fields = ["name", "created_at"]
+    inlines = [PublisherPostbackInline]
 
 
 @dataclass(frozen=True)

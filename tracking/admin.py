@@ -585,3 +585,7 @@ class PostbackLogAdmin(RecordAdmin):
     def totals(self, changelist: Any) -> dict[str, Any]:
         reasons = list(count_by(changelist.queryset, "reason"))
         return {"count": sum(r["count"] for r in reasons), "reasons": reasons}
+
+
+# The delivery log (SPEC "Publisher postbacks (outbound)").
+from tracking import admin_deliveries  # noqa: E402, F401

@@ -14,7 +14,8 @@ SPEC "Publisher postbacks (outbound)". The pieces, by name:
 - ``next_step`` (a rule, pure): after an attempt, delivered / retrying (when) / failed.
 - ``deliveries_claim``, ``attempts_record``, ``postback_disable_if_failing``: the worker's
   reads and writes (tracking/worker.py runs the requests).
-- ``delivery_resend``, ``publisherpostback_delete``: what account managers do.
+- ``delivery_resend``: what account managers do. (Deleting a postback cancels its
+  pending deliveries: ``deliveries_claim`` does not send what has no postback any more.)
 """
 
 import functools
@@ -29,7 +30,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from offers.definitions import OfferPostbacks, PostbackDefinition
-from offers.models import PublisherPostback
+from offers.models import Offer, PublisherPostback
 from offers.outbound_urls import ROW_MACROS, fill_url, mask_url
 from tracking.models import Click, Conversion, Delivery, DeliveryAttempt, EventRecord
 from tracking.outbound import AttemptResult
@@ -373,6 +374,14 @@ def deliveries_claim(*, limit: int, now: datetime, lease: timedelta = LEASE) -> 
             .values_list("id", "url", "attempt_count", "postback_id")[:limit]
         )
         claimed = [Claimed(*row) for row in due]
+        # A delivery whose postback was deleted (the link is set to NULL) is not sent: the
+        # manager removed that URL, maybe because it was wrong.
+        orphans = [c.id for c in claimed if c.postback_id is None]
+        if orphans:
+            Delivery.objects.filter(pk__in=orphans).update(
+                outcome=Delivery.Outcome.CANCELLED, next_attempt_at=None
+            )
+        claimed = [c for c in claimed if c.postback_id is not None]
         if claimed:
             Delivery.objects.filter(pk__in=[c.id for c in claimed]).update(
                 next_attempt_at=now + lease
@@ -483,15 +492,6 @@ def delivery_resend(*, delivery_id: int, now: datetime | None = None) -> Deliver
     return delivery
 
 
-def publisherpostback_delete(*, postback: PublisherPostback) -> None:
-    """Delete a publisher postback; its queued deliveries are cancelled, its log kept."""
-    with transaction.atomic():
-        Delivery.objects.filter(postback=postback, outcome__in=Delivery.PENDING).update(
-            outcome=Delivery.Outcome.CANCELLED, next_attempt_at=None
-        )
-        postback.delete()
-
-
 def deliveries_write(
     *,
     winners: dict[int, PostbackDefinition],
@@ -532,3 +532,26 @@ def deliveries_write(
     if "{delivery_id}" in postback.url:
         url = delivery_url(postback.url, facts, delivery_id=delivery.pk)
         Delivery.objects.filter(pk=delivery.pk).update(url=url)
+
+
+def sample_delivery_url(*, postback: PublisherPostback, offer: Offer | None, now: datetime) -> str:
+    """The postback's URL filled for a test record (the admin's Test button): the offer's
+    own values where there is one, test values for the record, ``0`` for its IDs."""
+    event = postback.event
+    facts = RecordFacts(
+        transaction_id="TEST" + "0" * 28,
+        offer_id=offer.pk if offer else 0,
+        offer_name=offer.name if offer else "",
+        publisher_id=postback.publisher_id,
+        record_type="event" if postback.trigger == "event" else "conversion",
+        event_id=event.pk if event else None,
+        event_name=event.name if event else "",
+        payout=offer.payout_value if offer else Decimal("0"),
+        currency=offer.currency if offer else "USD",
+        status=APPROVED,
+        status_reason="",
+        created_at=now,
+        record_id=0,
+        click={name: "test" if name == "aff_sub" else "" for name in CLICK_MACROS},
+    )
+    return delivery_url(postback.url, facts, delivery_id=0)

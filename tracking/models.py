@@ -363,8 +363,8 @@ class Delivery(models.Model):
     PENDING = ("queued", "retrying")
 
     id = models.BigAutoField(primary_key=True)
-    # SET_NULL: deleting a postback keeps its delivery log (its queued deliveries are
-    # cancelled first: publisherpostback_delete).
+    # SET_NULL: deleting a postback keeps its delivery log (its pending deliveries are
+    # cancelled when a worker next claims them: tracking/deliveries.py deliveries_claim).
     postback = models.ForeignKey(
         "offers.PublisherPostback",
         on_delete=models.SET_NULL,

@@ -7,6 +7,9 @@ from tests.factories import PublisherFactory
 
 pytestmark = pytest.mark.django_db
 
+#: The publisher page's postbacks inline, empty (offers/admin_postbacks.py).
+NO_POSTBACKS = {"postbacks-TOTAL_FORMS": "0", "postbacks-INITIAL_FORMS": "0"}
+
 
 def test_publisher_changelist_and_search_work(manager_admin):
     wanted = PublisherFactory(name="MediaHub")
@@ -21,11 +24,12 @@ def test_publisher_changelist_and_search_work(manager_admin):
 
 
 def test_manager_adds_and_renames_a_publisher(manager_admin):
-    added = manager_admin.post("/admin/offers/publisher/add/", {"name": "AppPromo"})
+    added = manager_admin.post("/admin/offers/publisher/add/", {"name": "AppPromo", **NO_POSTBACKS})
     publisher = Publisher.objects.get(name="AppPromo")
     page = manager_admin.get(f"/admin/offers/publisher/{publisher.pk}/change/")
     renamed = manager_admin.post(
-        f"/admin/offers/publisher/{publisher.pk}/change/", {"name": "AppPromo Ltd"}
+        f"/admin/offers/publisher/{publisher.pk}/change/",
+        {"name": "AppPromo Ltd", **NO_POSTBACKS},
     )
 
     assert added.status_code == 302

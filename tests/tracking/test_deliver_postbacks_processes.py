@@ -139,7 +139,9 @@ def test_two_workers_share_the_queue_and_never_send_one_delivery_at_once(threade
         by_delivery.setdefault(delivery_id, []).append((start, end))
     for spans in by_delivery.values():
         spans.sort()
-        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+        assert all(
+            a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)
+        )
     assert set(Delivery.objects.values_list("outcome", flat=True)) == {"delivered"}
     # Each says how many attempts it made: together, one per delivery.
     made = [int(out.strip().rsplit("after ", 1)[1].split()[0]) for out in outputs]
