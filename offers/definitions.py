@@ -39,7 +39,7 @@ def version_sql() -> str:
 
 @dataclass(frozen=True, slots=True)
 class MoneyRules:
-    """How a conversion or an event earns: the revenue and payout rules (SPEC "Money")."""
+    """How a conversion or an event earns: revenue and payout (docs/postbacks.md "Money")."""
 
     revenue_type: str
     revenue_value: Decimal

@@ -1,4 +1,4 @@
-"""The postback writer (SPEC "Postback endpoint"): read the facts, decide, write.
+"""The postback writer (docs/postbacks.md): read the facts, decide, write.
 
 The rules are in ``tracking/rules.py`` (docs/postbacks.md's check table, one pure function
 per check). This module reads what they need, asks ``rules.decide`` and writes what it
