@@ -21,7 +21,7 @@ SPEC "Publisher postbacks (outbound)". The pieces, by name:
 import functools
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from offers.definitions import OfferPostbacks, PostbackDefinition
+from offers.definitions import PostbackDefinition
 from offers.models import Offer, PublisherPostback
 from offers.outbound_urls import ROW_MACROS, fill_url, mask_url
 from tracking.models import Click, Conversion, Delivery, DeliveryAttempt, EventRecord
@@ -178,7 +178,7 @@ def _facts_for(record: Conversion | EventRecord, *, offer_name: str) -> RecordFa
 def deliveries_create(
     *,
     record: Conversion | EventRecord,
-    postbacks: OfferPostbacks | None = None,
+    postbacks: tuple[PostbackDefinition, ...] | None = None,
     only: PostbackDefinition | None = None,
     now: datetime | None = None,
 ) -> list[Delivery]:
@@ -199,20 +199,18 @@ def deliveries_create(
         if postbacks is None:
             postbacks = offer_postbacks(record.offer_id)
         winners = winning_postbacks(
-            postbacks.postbacks,
+            postbacks,
             trigger="event" if is_event else "conversion",
             offer_id=record.offer_id,
             event_id=record.event_id if is_event else None,
             publisher_id=record.publisher_id,
         )
         chosen = list(winners.values())
-        offer_name = postbacks.offer_name
     else:
         chosen = [only]
-        offer_name = record.offer.name
     if not chosen:
         return []
-    facts = _facts_for(record, offer_name=offer_name)
+    facts = _facts_for(record, offer_name=record.offer.name)
     now = now or timezone.now()
     created = []
     with transaction.atomic():
@@ -248,7 +246,7 @@ def _already_delivered(postback_id: int, record: Conversion | EventRecord, is_ev
     ).exists()
 
 
-def offer_postbacks(offer_id: int) -> OfferPostbacks:
+def offer_postbacks(offer_id: int) -> tuple[PostbackDefinition, ...]:
     """The offer's enabled publisher postbacks, read now (outside the tracking path)."""
     from offers.definitions import Definitions
 
@@ -286,9 +284,11 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
         record.id, c.transaction_id, {url}, 'queued', 0, %(delivery_at)s, '', %(delivery_at)s
     FROM record
     JOIN tracking_click c ON c.id = {click_id}
-    JOIN unnest(%(delivery_publishers)s::integer[], %(delivery_postbacks)s::integer[],
-                %(delivery_triggers)s::text[], %(delivery_urls)s::text[])
-         AS pb(publisher_id, postback_id, trigger, url) ON pb.publisher_id = c.publisher_id
+    JOIN unnest(%(delivery_offers)s::integer[], %(delivery_publishers)s::integer[],
+                %(delivery_postbacks)s::integer[], %(delivery_triggers)s::text[],
+                %(delivery_urls)s::text[])
+         AS pb(offer_id, publisher_id, postback_id, trigger, url)
+         ON pb.offer_id = c.offer_id AND pb.publisher_id = c.publisher_id
     CROSS JOIN LATERAL (SELECT nextval(pg_get_serial_sequence('tracking_delivery', 'id')) AS id) d
     WHERE NOT c.is_test
     ON CONFLICT DO NOTHING
@@ -296,27 +296,48 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
 )"""  # noqa: S608 - only names and constants are interpolated
 
 
-def delivery_cte_params(
-    winners: dict[int, PostbackDefinition], facts: RecordFacts, *, now: datetime
-) -> dict[str, object]:
-    """The parameters of ``delivery_cte_sql``: one row per publisher whose postback fires,
-    its URL filled but for the click's and the rows' macros (``facts.publisher_id`` is
-    ignored: each row fills its own publisher's ``{aff_id}``)."""
-    publishers, ids, triggers, urls = [], [], [], []
+@dataclass(frozen=True, slots=True)
+class DeliveryRows:
+    """The parameters of ``delivery_cte_sql``: one row per (offer, publisher) whose
+    postback would fire, each URL filled but for the click's and the rows' macros. An
+    offer: the statement may be for one of several (the one-statement path's candidates);
+    the click's offer and publisher pick the row."""
+
+    offers: list[int]
+    publishers: list[int]
+    postbacks: list[int]
+    triggers: list[str]
+    urls: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.postbacks)
+
+    def params(self, *, now: datetime) -> dict[str, object]:
+        return {
+            "delivery_offers": self.offers,
+            "delivery_publishers": self.publishers,
+            "delivery_postbacks": self.postbacks,
+            "delivery_triggers": self.triggers,
+            "delivery_urls": self.urls,
+            "delivery_at": now,
+        }
+
+
+def delivery_rows(
+    fired: Iterable[tuple[dict[int, PostbackDefinition], RecordFacts]],
+) -> DeliveryRows:
+    """``DeliveryRows`` for each (winners by publisher, the record's facts on that offer)."""
+    rows = DeliveryRows([], [], [], [], [])
     keep = CLICK_MACROS + ROW_MACROS
-    base = record_macros(facts)
-    for publisher_id, postback in sorted(winners.items()):
-        publishers.append(publisher_id)
-        ids.append(postback.id)
-        triggers.append(postback.trigger)
-        urls.append(fill_url(postback.url, base | {"aff_id": publisher_id}, keep=keep))
-    return {
-        "delivery_publishers": publishers,
-        "delivery_postbacks": ids,
-        "delivery_triggers": triggers,
-        "delivery_urls": urls,
-        "delivery_at": now,
-    }
+    for winners, facts in fired:
+        base = record_macros(facts)
+        for publisher_id, postback in sorted(winners.items()):
+            rows.offers.append(facts.offer_id)
+            rows.publishers.append(publisher_id)
+            rows.postbacks.append(postback.id)
+            rows.triggers.append(postback.trigger)
+            rows.urls.append(fill_url(postback.url, base | {"aff_id": publisher_id}, keep=keep))
+    return rows
 
 
 # --- After an attempt (pure) -----------------------------------------------------------------
@@ -493,45 +514,42 @@ def delivery_resend(*, delivery_id: int, now: datetime | None = None) -> Deliver
 
 
 def deliveries_write(
-    *,
-    winners: dict[int, PostbackDefinition],
-    facts: RecordFacts,
-    link: str,
-    click_id: int,
-    record_id: int,
-    now: datetime,
+    *, rows: DeliveryRows, link: str, click_id: int, record_id: int, now: datetime
 ) -> None:
     """``delivery_cte_sql`` for other databases (SQLite): the accepted record's deliveries,
-    written with the ORM in the caller's transaction, for the click's publisher only."""
+    written with the ORM in the caller's transaction (``link``: the record's column,
+    ``conversion_id`` or ``event_record_id``)."""
     click = (
         Click.objects.filter(pk=click_id)
-        .values("publisher_id", "is_test", "transaction_id", *CLICK_MACROS)
+        .values("offer_id", "publisher_id", "is_test", "transaction_id", *CLICK_MACROS)
         .get()
     )
-    postback = winners.get(click["publisher_id"])
-    if postback is None or click["is_test"]:
+    if click["is_test"]:
         return
-    facts = replace(
-        facts,
-        publisher_id=click["publisher_id"],
-        record_id=record_id,
-        click={name: click[name] for name in CLICK_MACROS},
-    )
-    delivery = Delivery.objects.create(
-        postback_id=postback.id,
-        publisher_id=click["publisher_id"],
-        offer_id=facts.offer_id,
-        trigger=postback.trigger,
-        record_type=facts.record_type,
-        **{f"{link}_id": record_id},
-        transaction_id=click["transaction_id"],
-        url=delivery_url(postback.url, facts, delivery_id=None),
-        next_attempt_at=now,
-        created_at=now,
-    )
-    if "{delivery_id}" in postback.url:
-        url = delivery_url(postback.url, facts, delivery_id=delivery.pk)
-        Delivery.objects.filter(pk=delivery.pk).update(url=url)
+    values: dict[str, object] = {name: click[name] for name in CLICK_MACROS}
+    values["record_id"] = record_id
+    for offer_id, publisher_id, postback_id, trigger, url in zip(
+        rows.offers, rows.publishers, rows.postbacks, rows.triggers, rows.urls, strict=True
+    ):
+        if (offer_id, publisher_id) != (click["offer_id"], click["publisher_id"]):
+            continue
+        url = fill_url(url, values, keep=("delivery_id",))
+        delivery = Delivery.objects.create(
+            postback_id=postback_id,
+            publisher_id=publisher_id,
+            offer_id=offer_id,
+            trigger=trigger,
+            record_type="event" if link == "event_record_id" else "conversion",
+            **{link: record_id},
+            transaction_id=click["transaction_id"],
+            url=url,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        # {delivery_id} is the row's own ID: known once it is inserted.
+        if "{delivery_id}" in url:
+            url = fill_url(url, {"delivery_id": delivery.pk})
+            Delivery.objects.filter(pk=delivery.pk).update(url=url)
 
 
 def sample_delivery_url(*, postback: PublisherPostback, offer: Offer | None, now: datetime) -> str:

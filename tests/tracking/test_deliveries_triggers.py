@@ -222,3 +222,27 @@ def test_the_one_statement_path_writes_the_delivery_in_the_records_statement(cli
     assert f"record_id={conversion.pk}&delivery_id={delivery.pk}&" in delivery.url
     assert "aff_sub=x%20y&" in delivery.url
     assert f"aff_id={publisher.pk}&" in delivery.url
+
+
+def test_a_global_url_postback_fires_the_postback_of_the_clicks_own_offer(client, httpserver):
+    """The one-statement path tries each of the advertiser's offers (PostgreSQL); the
+    delivery is the one for the offer the click turns out to be for."""
+    first = OfferFactory()
+    second = OfferFactory(advertiser=first.advertiser)
+    publisher = PublisherFactory()
+    postback(publisher, httpserver, trigger="conversion", offer=first, url="https://a.example/")
+    wanted = postback(publisher, httpserver, trigger="conversion", offer=second)
+    token = first.advertiser.postback_token
+    warm = ClickFactory(offer=first, publisher=publisher)
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
+    click = ClickFactory(offer=second, publisher=publisher)
+
+    with CaptureQueriesContext(connection) as captured:
+        answer = client.get("/postback", {"secure": token, "transaction_id": click.transaction_id})
+
+    assert answer.status_code == 200
+    if ON_POSTGRESQL:
+        assert len(captured.captured_queries) == 1
+    delivery = Delivery.objects.get(transaction_id=click.transaction_id)
+    assert (delivery.postback_id, delivery.offer_id) == (wanted.pk, second.pk)
+    assert f"offer_id={second.pk}&" in delivery.url
