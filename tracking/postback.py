@@ -606,8 +606,8 @@ class _Attempt:
 
 def _learn_candidates(defs: Definitions, decision: Decision) -> None:
     """Load the token's advertiser's offers and events, and the publisher postbacks (three
-    queries, once per definitions version and process), so its next postbacks that do not name their offer can be tried
-    in one statement."""
+    queries, once per definitions version and process), so its next postbacks that do not
+    name their offer can be tried in one statement."""
     advertiser_id = decision.advertiser_id
     if advertiser_id is not None and defs.cached_advertiser_offers(advertiser_id) is None:
         for offer_id in defs.advertiser_offers(advertiser_id)[:1]:
