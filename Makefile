@@ -7,7 +7,7 @@ PORT ?= 8000
 # PostgreSQL when one answers locally and DATABASE_URL is not set, else SQLite.
 LOCAL_PG := postgres://postgres@127.0.0.1:5432/clicktrail
 
-.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports serve
+.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports serve bench-deliveries
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required"; exit 1; }
@@ -29,7 +29,8 @@ run: install
 	$(BIN)/python manage.py demo_data --if-empty && \
 	$(BIN)/python manage.py bootstrap_admin && \
 	echo "Clicktrail is serving on http://127.0.0.1:$(PORT)/admin/ (Ctrl-C stops it)" && \
-	exec $(BIN)/gunicorn -c config/gunicorn.py --bind 127.0.0.1:$(PORT) --workers 2 config.wsgi
+	{ $(BIN)/python manage.py deliver_postbacks -v0 & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT; } && \
+	$(BIN)/gunicorn -c config/gunicorn.py --bind 127.0.0.1:$(PORT) --workers 2 config.wsgi
 
 # Browser tests drive Debian's Chromium; install it when missing and we may.
 chromium:
@@ -65,3 +66,9 @@ bench: install-dev
 # database (created and loaded once, then reused); writes docs/benchmarks.md.
 bench-reports: install-dev
 	$(BIN)/python -m bench.reports $(BENCH_ARGS)
+
+# Publisher postback deliveries per second to a local receiver (100 ms and 0 ms answers, one
+# and two workers) in the clicktrail_bench_deliveries database; BENCH_ARGS e.g.
+# "--deliveries 2000 --rounds 1" for a quick look, "--write-docs" to update docs/benchmarks.md.
+bench-deliveries: install-dev
+	$(BIN)/python -m bench.deliveries $(BENCH_ARGS)

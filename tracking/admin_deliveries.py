@@ -26,7 +26,7 @@ from offers.outbound_urls import mask_url
 from tracking.admin import CappedPaginator, PeriodFilter
 from tracking.deliveries import DeliveryPending, delivery_resend, sample_delivery_url
 from tracking.models import Delivery, DeliveryAttempt
-from tracking.outbound import make_client, send
+from tracking.outbound import Lane, send
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -166,8 +166,8 @@ def publisher_postback_test_view(request: HttpRequest, postback_id: int) -> Http
     url = sample_delivery_url(postback=postback, offer=offer, now=timezone.now())
 
     async def attempt() -> Any:
-        async with make_client(max_connections=1) as client:
-            return await send(client, url)
+        async with Lane() as lane:
+            return await send(lane, url)
 
     result = asyncio.run(attempt())
     context = {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -424,10 +424,20 @@ def attempts_record(
     of the postbacks whose deliveries just failed (for ``postback_disable_if_failing``).
 
     A delivery that someone settled meanwhile (cancelled, superseded) keeps that outcome;
-    its attempt is still recorded.
+    its attempt is still recorded. On PostgreSQL a batch is two statements whatever its
+    size (the worker records hundreds a second); elsewhere one update per delivery.
     """
     rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
-    failed_postbacks: set[int] = set()
+    steps = []
+    for item in attempts:
+        outcome, next_at = next_step(
+            attempts_made=item.delivery.attempt_count + 1,
+            result=item.result,
+            now=now,
+            jitter=rng.uniform(-1, 1),
+        )
+        finished = outcome in (Delivery.Outcome.DELIVERED, Delivery.Outcome.FAILED)
+        steps.append((item, outcome, next_at, now if finished else None))
     with transaction.atomic():
         DeliveryAttempt.objects.bulk_create(
             DeliveryAttempt(
@@ -441,25 +451,61 @@ def attempts_record(
             )
             for item in attempts
         )
-        for item in attempts:
-            made = item.delivery.attempt_count + 1
-            outcome, next_at = next_step(
-                attempts_made=made, result=item.result, now=now, jitter=rng.uniform(-1, 1)
-            )
-            finished = outcome in (Delivery.Outcome.DELIVERED, Delivery.Outcome.FAILED)
-            updated = Delivery.objects.filter(
-                pk=item.delivery.id, outcome__in=Delivery.PENDING
-            ).update(
-                outcome=outcome,
-                attempt_count=F("attempt_count") + 1,
-                next_attempt_at=next_at,
-                last_status_code=item.result.status_code,
-                last_error=item.result.error[:500],
-                finished_at=now if finished else None,
-            )
-            if updated and outcome == Delivery.Outcome.FAILED and item.delivery.postback_id:
-                failed_postbacks.add(item.delivery.postback_id)
-    return sorted(failed_postbacks)
+        if connection.vendor == "postgresql":
+            updated = _record_steps_sql(steps)
+        else:
+            updated = set()
+            for item, outcome, next_at, finished_at in steps:
+                if Delivery.objects.filter(
+                    pk=item.delivery.id, outcome__in=Delivery.PENDING
+                ).update(
+                    outcome=outcome,
+                    attempt_count=F("attempt_count") + 1,
+                    next_attempt_at=next_at,
+                    last_status_code=item.result.status_code,
+                    last_error=item.result.error[:500],
+                    finished_at=finished_at,
+                ):
+                    updated.add(item.delivery.id)
+    return sorted(
+        {
+            item.delivery.postback_id
+            for item, outcome, _, _ in steps
+            if outcome == Delivery.Outcome.FAILED
+            and item.delivery.postback_id
+            and item.delivery.id in updated
+        }
+    )
+
+
+_RECORD_STEPS_SQL = """
+UPDATE tracking_delivery AS d
+SET outcome = s.outcome, attempt_count = d.attempt_count + 1,
+    next_attempt_at = s.next_attempt_at, last_status_code = s.status_code,
+    last_error = s.error, finished_at = s.finished_at
+FROM unnest(%(ids)s::bigint[], %(outcomes)s::text[], %(next)s::timestamptz[],
+            %(codes)s::smallint[], %(errors)s::text[], %(finished)s::timestamptz[])
+     AS s(id, outcome, next_attempt_at, status_code, error, finished_at)
+WHERE d.id = s.id AND d.outcome IN ('queued', 'retrying')
+RETURNING d.id
+"""
+
+
+def _record_steps_sql(steps: list) -> set[int]:
+    """Each delivery's next step in one statement (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD_STEPS_SQL,
+            {
+                "ids": [item.delivery.id for item, *_ in steps],
+                "outcomes": [outcome for _, outcome, _, _ in steps],
+                "next": [next_at for _, _, next_at, _ in steps],
+                "codes": [item.result.status_code for item, *_ in steps],
+                "errors": [item.result.error[:500] for item, *_ in steps],
+                "finished": [finished_at for *_, finished_at in steps],
+            },
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def postback_disable_if_failing(*, postback_id: int, now: datetime) -> bool:

@@ -35,7 +35,7 @@ from tracking.deliveries import (
     deliveries_claim,
     postback_disable_if_failing,
 )
-from tracking.outbound import ATTEMPT_SECONDS, make_client, send
+from tracking.outbound import ATTEMPT_SECONDS, Lane, send
 
 logger = logging.getLogger("tracking.worker")
 # httpx logs every request's whole URL at INFO: publisher URLs carry their secrets
@@ -69,6 +69,7 @@ class Worker:
         self._results: list[Attempted] = []
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliveries-db")
         self._stop: asyncio.Event | None = None
+        self._lanes: asyncio.Queue[Lane] | None = None
         self._has_results: asyncio.Event | None = None
         self._closing = False
 
@@ -95,35 +96,48 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._stop.set)
+        # One lane per request in flight (tracking/outbound.py): a delivery's task takes a
+        # free one; there is always one, since no more tasks run than there are lanes.
+        lanes = [Lane() for _ in range(self.concurrency)]
+        self._lanes = asyncio.Queue()
+        for lane in lanes:
+            self._lanes.put_nowait(lane)
+        try:
+            await self._loop()
+        finally:
+            for lane in lanes:
+                await lane.aclose()
+        return self.attempts
+
+    async def _loop(self) -> None:
+        assert self._stop is not None and self._has_results is not None
         in_flight: set[asyncio.Task] = set()
         recorder = asyncio.create_task(self._recorder())
-        async with make_client(max_connections=self.concurrency) as client:
-            try:
-                while not self._stop.is_set():
-                    claimed: list[Claimed] = []
-                    free = self.concurrency - len(in_flight)
-                    if free >= self.claim_threshold or not in_flight:
-                        claimed = await self._claim(free)
-                        for delivery in claimed:
-                            in_flight.add(asyncio.create_task(self._attempt(client, delivery)))
-                    if not in_flight:
-                        if self.until_idle and not claimed and not self._results:
-                            break
-                        with suppress(TimeoutError):
-                            await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
-                        continue
-                    done, _ = await asyncio.wait(
-                        in_flight, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    in_flight -= done
-            finally:
-                # In-flight attempts finish (5 s at most each) and are recorded before exit.
-                if in_flight:
-                    await asyncio.wait(in_flight)
-                self._closing = True
-                self._has_results.set()
-                await recorder
-        return self.attempts
+        try:
+            while not self._stop.is_set():
+                claimed: list[Claimed] = []
+                free = self.concurrency - len(in_flight)
+                if free >= self.claim_threshold or not in_flight:
+                    claimed = await self._claim(free)
+                    for delivery in claimed:
+                        in_flight.add(asyncio.create_task(self._attempt(delivery)))
+                if not in_flight:
+                    if self.until_idle and not claimed and not self._results:
+                        break
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), self.poll_seconds)
+                    continue
+                done, _ = await asyncio.wait(
+                    in_flight, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                in_flight -= done
+        finally:
+            # In-flight attempts finish (5 s at most each) and are recorded before exit.
+            if in_flight:
+                await asyncio.wait(in_flight)
+            self._closing = True
+            self._has_results.set()
+            await recorder
 
     async def _claim(self, free: int) -> list[Claimed]:
         try:
@@ -132,9 +146,14 @@ class Worker:
             logger.exception("Could not claim deliveries; trying again shortly")
             return []
 
-    async def _attempt(self, client: Any, delivery: Claimed) -> None:
+    async def _attempt(self, delivery: Claimed) -> None:
         at = self.clock()
-        result = await send(client, delivery.url, timeout=self.attempt_seconds)
+        assert self._lanes is not None
+        lane = await self._lanes.get()
+        try:
+            result = await send(lane, delivery.url, timeout=self.attempt_seconds)
+        finally:
+            self._lanes.put_nowait(lane)
         self.attempts += 1
         self._results.append(Attempted(delivery=delivery, result=result, at=at))
         assert self._has_results is not None
