@@ -43,7 +43,7 @@ from offers.definitions import (
     version_sql,
 )
 from offers.tokens import mask_token
-from tracking.models import Conversion, EventRecord, PostbackLog, Reason
+from tracking.models import Conversion, EventRecord, PostbackLog, Reason, RecordStatus
 from tracking.sql import Row, on_postgresql, run
 
 REQUIRED_PARAMETERS = ("secure", "transaction_id")
@@ -79,6 +79,13 @@ STATUS = {
     Reason.NO_CONVERSION: 422,
     Reason.DUPLICATE_EVENT: 409,
     Reason.UNAVAILABLE: 503,
+    # Record status (SPEC "Record status (approval)"; tracking/status.py).
+    Reason.CONVERSION_REJECTED: 422,
+    Reason.UPDATED: 200,
+    Reason.UNCHANGED: 200,
+    Reason.UNKNOWN_RECORD: 404,
+    Reason.AMBIGUOUS_RECORD: 409,
+    Reason.INVALID_TRANSITION: 409,
 }
 
 # fullmatch with explicit ASCII classes: \d would accept other scripts' digits, and "$"
@@ -223,17 +230,24 @@ def postback_process(
 
 
 def postback_unreadable(
-    *, method: str, ip: str | None, user_agent: str, message: str, params: Mapping[str, str]
+    *,
+    method: str,
+    ip: str | None,
+    user_agent: str,
+    message: str,
+    params: Mapping[str, str],
+    log_type: str = "",
 ) -> PostbackOutcome:
     """Log and answer a request whose parameters could not be read at all.
 
     For requests Django refuses to parse (too many fields, a body over the upload limit, a
     broken multipart body): they are still postback requests, so they get their log row and
-    a ``400 invalid_parameter``. ``params`` holds whatever could be read (often nothing).
+    a ``400 invalid_parameter``. ``params`` holds whatever could be read (often nothing);
+    ``log_type`` is ``status`` for the status postback (its log rows always say so).
     """
     params = {str(name): "" if value is None else str(value) for name, value in params.items()}
     rejection = _Rejected(Reason.INVALID_PARAMETER, message)
-    return _reject(params, _Trail(), rejection, method, ip, user_agent, dry_run=False)
+    return _reject(params, _Trail(type=log_type), rejection, method, ip, user_agent, dry_run=False)
 
 
 # --- The checks, in the spec's order ------------------------------------------------------
@@ -257,6 +271,17 @@ def _decide(
     data: PostbackParams, trail: _Trail, facts: tuple[Definitions, "_Click | None"] | None
 ) -> _Decision:
     """Checks 3 to 12, on the click as ``facts`` found it (else it is read now)."""
+    defs, click, offer = _identify(data, trail, facts)
+    if data.is_event:
+        return _decide_event(data, click, offer, defs, trail)
+    return _decide_conversion(data, click, offer)
+
+
+def _identify(
+    data: PostbackParams, trail: _Trail, facts: tuple[Definitions, "_Click | None"] | None
+) -> tuple[Definitions, _Click, OfferDefinition]:
+    """Checks 3 to 6 (the token, the click, its offer), shared with the status postback
+    (tracking/status.py)."""
     # 3 to 5 with one read: the click and its conversion's ID, and the definitions version
     # that tells which cached token and rules are current. When the token is the click's
     # advertiser's, checks 3, 4 and 5 all pass; only otherwise is the token looked up on its
@@ -300,10 +325,7 @@ def _decide(
             f"offer_id {data.offer_id} is not the offer of this transaction_id "
             f"(offer {click.offer_id}).",
         )
-
-    if data.is_event:
-        return _decide_event(data, click, offer, defs, trail)
-    return _decide_conversion(data, click, offer)
+    return defs, click, offer
 
 
 def _decide_conversion(data: PostbackParams, click: _Click, offer: OfferDefinition) -> _Decision:
@@ -644,10 +666,17 @@ def _record_row(
         "amount": data.amount,
         **data.adv_subs,
         "created_at": created_at,
+        "status": RecordStatus.APPROVED.value,
+        "status_reason": "",
+        "status_changed_at": created_at,
     }
     if event is None:
         return "conversion", "", record
-    record |= {"event_id": event.id, "allow_multiple": event.allow_multiple}
+    record |= {
+        "event_id": event.id,
+        "allow_multiple": event.allow_multiple,
+        "status_by_rule": False,
+    }
     return "event_record", _dedupe(event, data.adv_sub), record
 
 
