@@ -4,8 +4,9 @@ Two sources give the same numbers:
 
 - On PostgreSQL, ``tracking_hourlytotal`` (migrations 0004_reports, 0006_record_status):
   per offer, UTC hour, event (0 for conversions), currency and status, kept exact by
-  triggers in the transaction that writes or changes each record. A report for a period of whole hours, by day, offer and event, reads
-  a few thousand rows there instead of every record (docs/benchmarks.md).
+  triggers in the transaction that writes or changes each record. A report for a period
+  of whole hours, by day, offer, event and status, reads a few thousand rows there
+  instead of every record (docs/benchmarks.md).
 - Otherwise (SQLite, grouping by publisher, a period that does not start and end on whole
   hours, other list filters) the records themselves, with queries shaped for the covering
   indexes in ``tracking/models.py``: filter on ``offer`` and a ``created_at`` range, read

@@ -100,7 +100,7 @@ def transition_verdict(
                 INVALID,
                 "The record is rejected; only an account manager can reinstate it.",
             )
-        if current_reason == CAP_REACHED:
+        if target == APPROVED and current_reason == CAP_REACHED:
             return Verdict(
                 INVALID,
                 "The record is held by a cap (cap_reached); only an account manager can "
