@@ -16,7 +16,7 @@ fields, and run like this:
   broken connections are closed at the end of the request, and query capture in tests
   sees every statement.
 
-The rules stay in Python (tracking/postback.py, tracking/services.py); the guarantees stay
+The rules stay in Python (tracking/rules.py, tracking/services.py); the guarantees stay
 in the database's constraints.
 """
 

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from tracking import postback
+from tracking import postback, rules
 from tracking.models import (
     Conversion,
     EventRecord,
@@ -33,7 +33,7 @@ from tracking.models import (
     RecordStatus,
     StatusChange,
 )
-from tracking.sql import run
+from tracking.sql import on_postgresql, run
 
 Source = StatusChange.Source
 APPROVED, PENDING, REJECTED = RecordStatus.APPROVED, RecordStatus.PENDING, RecordStatus.REJECTED
@@ -358,19 +358,32 @@ class StatusRequest:
     record_id: int | None
 
 
-def status_request(params: Mapping[str, str]) -> StatusRequest:
-    """Check 2 for ``status``, ``reason`` and ``record_id`` (check 1 ran first)."""
+def check_status_required(params: Mapping[str, str]) -> None:
+    """Check 1 of the status postback: ``secure``, ``transaction_id`` and ``status`` sent and
+    not empty."""
+    missing = [name for name in REQUIRED_PARAMETERS if not params.get(name)]
+    if missing:
+        raise rules.Refused(
+            Reason.MISSING_PARAMETER,
+            f"Missing parameter: {' and '.join(missing)} must be sent and not empty.",
+        )
+
+
+def check_status_well_formed(params: Mapping[str, str]) -> StatusRequest:
+    """Check 2 for ``status``, ``reason`` and ``record_id`` (the rest is /postback's check 2):
+    ``status`` is ``approved`` or ``rejected`` exactly; ``reason`` at most 255 characters
+    without control characters; ``record_id`` a positive whole number."""
     status = params.get("status", "")
     if status not in ADVERTISER_STATUSES:
-        raise postback._invalid(
+        raise rules._invalid(
             "status", "must be approved or rejected (lower case; pending is set by managers)"
         )
     reason = params.get("reason") or ""
     if len(reason) > REASON_LIMIT:
-        raise postback._invalid("reason", f"longer than {REASON_LIMIT} characters")
-    if not reason.isprintable() and postback._UNPRINTABLE_RE.search(reason):
-        raise postback._invalid("reason", "holds a control character")
-    record_id = postback._positive_int(params.get("record_id") or None, "record_id")
+        raise rules._invalid("reason", f"longer than {REASON_LIMIT} characters")
+    if not reason.isprintable() and rules.UNPRINTABLE_RE.search(reason):
+        raise rules._invalid("reason", "holds a control character")
+    record_id = rules._positive_int(params.get("record_id") or None, "record_id")
     return StatusRequest(status=status, reason=reason, record_id=record_id)
 
 
@@ -382,12 +395,12 @@ def pick_record(
     ``unknown_record`` / ``ambiguous_record``."""
     if not candidates:
         sent = " with this record_id" if by_record_id else " with this adv_sub" if adv_sub else ""
-        raise postback._Rejected(
+        raise rules.Refused(
             Reason.UNKNOWN_RECORD,
             f"This transaction_id has no record of the event “{event_name}”{sent}.",
         )
     if len(candidates) > 1:
-        raise postback._Rejected(
+        raise rules.Refused(
             Reason.AMBIGUOUS_RECORD,
             f"This transaction_id has {len(candidates)} records of the event “{event_name}”: "
             "send the adv_sub of the one to change, or its record_id.",
@@ -395,40 +408,76 @@ def pick_record(
     return candidates[0]
 
 
+@dataclass
+class _Links:
+    """Where the request got: what its log row links, whatever the answer."""
+
+    advertiser_id: int | None = None
+    offer_id: int | None = None
+    event: Any = None
+
+
 def _target(
-    data: postback.PostbackParams,
-    request: StatusRequest,
-    defs: Any,
-    click: Any,
-    trail: Any,
+    params: rules.PostbackParams, request: StatusRequest, read: Any, links: _Links
 ) -> tuple[type, int]:
-    """The record the status postback names (the status check table's first three rows)."""
-    if not data.is_event and request.record_id is None:
+    """Checks 3 to 6 (/postback's, the same functions), then the record the status postback
+    names (the status check table's first three rows)."""
+    click = read.click
+    offer = read.defs.offer(click.offer_id) if click is not None else None
+    links.advertiser_id = rules.check_token(params, offer, read.defs)
+    click_facts, offer = rules.check_click_known(click.facts if click is not None else None, offer)
+    links.offer_id = click_facts.offer_id
+    rules.check_click_advertiser(offer, links.advertiser_id)
+    rules.check_offer_matches(params, click_facts)
+
+    if params.kind is not rules.RecordKind.EVENT and request.record_id is None:
         if click.conversion_id is None:
-            raise postback._Rejected(
+            raise rules.Refused(
                 Reason.UNKNOWN_RECORD, "No conversion is recorded for this transaction_id."
             )
         return Conversion, click.conversion_id
     records = EventRecord.objects.filter(click_id=click.id)
     name = "named"
-    if data.is_event:
-        event = postback._event_for(defs, click, data)
-        trail.event_id = event.id
+    if params.kind is rules.RecordKind.EVENT:
+        by_id, by_name = rules.check_event_known(
+            params, click_facts, read.defs.events(click.offer_id)
+        )
+        event = links.event = rules.check_event_matches(by_id, by_name)
         records = records.filter(event_id=event.id)
         name = event.name
     if request.record_id is not None:
         records = records.filter(pk=request.record_id)
-    elif data.adv_sub:
-        records = records.filter(adv_sub=data.adv_sub)
-    # Two are enough to tell "ambiguous"; the count is for the message.
+    elif params.adv_sub:
+        records = records.filter(adv_sub=params.adv_sub)
+    # Two are enough to tell "ambiguous"; a few more make the message say how many.
     candidates = list(records.order_by("id").values_list("id", flat=True)[:100])
     record_id = pick_record(
         candidates=candidates,
         by_record_id=request.record_id is not None,
-        adv_sub=data.adv_sub,
+        adv_sub=params.adv_sub,
         event_name=name,
     )
     return EventRecord, record_id
+
+
+def _decision(reason: Reason, message: str, params: Any, links: _Links) -> rules.Decision:
+    """The log row's view of a status postback's answer (type ``status``)."""
+    return rules.Decision(
+        reason,
+        message,
+        rules.RecordKind.STATUS,
+        params=params,
+        advertiser_id=links.advertiser_id,
+        offer_id=links.offer_id,
+        event=links.event,
+    )
+
+
+def _write_log(values: dict) -> int:
+    if on_postgresql():
+        ((log_id,),) = run(postback._insert_log_sql(), postback._sql_values(postback._LOG, values))
+        return log_id
+    return PostbackLog.objects.create(**values).pk
 
 
 def status_postback_process(
@@ -438,53 +487,47 @@ def status_postback_process(
     ip: str | None = None,
     user_agent: str = "",
 ) -> postback.PostbackOutcome:
-    """Decide a status postback (SPEC "Status postback"), change the record if allowed, log
-    it (type ``status``), and say what to answer.
+    """Decide a status postback (docs/postbacks.md "Status postback"), change the record if
+    allowed, log it (type ``status``), and say what to answer.
 
-    Checks 1 to 6 are /postback's (tracking/postback.py), with ``status`` required; then the
+    Checks 1 to 6 are /postback's (tracking/rules.py), with ``status`` required; then the
     record the request names, then ``record_status_change`` (source ``postback``). The
     change and its log row are written in one transaction; a refusal writes only its log
     row. Database errors propagate (the view answers ``503``).
     """
-    params = {str(name): "" if value is None else str(value) for name, value in params.items()}
-    trail = postback._Trail(type=PostbackLog.Type.STATUS)
+    request = postback._request(params, method, ip, user_agent)
+    links = _Links()
+    parsed = None
+    read = None
     try:
-        # 1. Required parameters, status among them.
-        missing = [name for name in REQUIRED_PARAMETERS if not params.get(name)]
-        if missing:
-            raise postback._Rejected(
-                Reason.MISSING_PARAMETER,
-                f"Missing parameter: {' and '.join(missing)} must be sent and not empty.",
-            )
-        # 2. Malformed: /postback's parameters, then the status postback's own.
-        data = postback._parsed(params)
-        request = status_request(params)
-        # 3 to 6: the token, the click, its offer.
-        defs, click, _offer = postback._identify(data, trail, None)
-        model, record_id = _target(data, request, defs, click, trail)
-    except postback._Rejected as rejection:
-        return postback._reject(params, trail, rejection, method, ip, user_agent, dry_run=False)
+        check_status_required(request.params)
+        parsed = rules.check_well_formed(request.params)
+        status_request = check_status_well_formed(request.params)
+        read = postback._read_click(parsed.transaction_id)
+        model, record_id = _target(parsed, status_request, read, links)
+    except rules.Refused as refusal:
+        decision = _decision(refusal.reason, refusal.message, parsed, links)
+        click = read.click if read is not None else None
+        return postback._refuse(request, decision, click=click, dry_run=False)
 
-    now = timezone.now()
     with transaction.atomic():
         result = record_status_change(
             record=model,
             record_id=record_id,
-            status=request.status,
-            reason=request.reason,
+            status=status_request.status,
+            reason=status_request.reason,
             source=Source.POSTBACK,
         )
-        log = postback._log_values(params, trail, method, ip, user_agent, created_at=now)
-        message = result.message[:500] if result.outcome != Reason.UPDATED else ""
+        decision = _decision(Reason(result.outcome), result.message, parsed, links)
+        log = postback._log_values(request, decision, read.click, created_at=timezone.now())
         log |= {
             "reason": result.outcome,
-            "status_code": postback.STATUS[Reason(result.outcome)],
-            "message": message,
-            "conversion_id": None,
-            "event_record_id": None,
+            "status_code": decision.status_code,
+            "message": "" if result.outcome == Reason.UPDATED else result.message[:500],
+            "conversion_id": None if result.is_event else record_id,
+            "event_record_id": record_id if result.is_event else None,
         }
-        log["event_record_id" if result.is_event else "conversion_id"] = record_id
-        ((log_id,),) = run(postback._insert_log_sql(), postback._LOG.values(log))
+        log_id = _write_log(log)
     record = result.record
     accepted = result.outcome in (Reason.UPDATED, Reason.UNCHANGED)
     body: dict[str, Any] = {
@@ -494,15 +537,15 @@ def status_postback_process(
     if result.message:
         body["message"] = result.message
     body |= {
-        "type": PostbackLog.Type.EVENT.value if result.is_event else "conversion",
+        "type": rules.RecordKind.EVENT.value if result.is_event else "conversion",
         "id": record.pk,
-        "transaction_id": data.transaction_id,
+        "transaction_id": parsed.transaction_id,
         "record_status": record.status,
         "record_status_reason": record.status_reason,
         "previous_record_status": result.previous_status,
     }
     return postback.PostbackOutcome(
-        status_code=postback.STATUS[Reason(result.outcome)],
+        status_code=decision.status_code,
         reason=result.outcome,
         body=body,
         log_id=log_id,

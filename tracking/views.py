@@ -15,8 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from tracking.http import client_ip, header, hit_never_cache, query_params
-from tracking.models import PostbackLog, Reason
+from tracking.models import Reason
 from tracking.postback import postback_process, postback_unreadable
+from tracking.rules import RecordKind
 from tracking.services import SUB_FIELDS, ClickRefused, click_record
 from tracking.status import status_postback_process
 
@@ -110,7 +111,7 @@ def _query_if_readable(request: HttpRequest) -> dict[str, str]:
 def _answer_postback(
     request: HttpRequest,
     process=postback_process,  # noqa: ANN001
-    log_type: str = "",
+    kind: RecordKind | None = None,
 ) -> JsonResponse:
     """Parse the request, run the postback service (``process``: /postback's or the status
     postback's) once, render its outcome as JSON."""
@@ -139,7 +140,7 @@ def _answer_postback(
                 user_agent=user_agent,
                 message=f"The request's parameters could not be read: {exc}"[:500],
                 params=_query_if_readable(request),
-                log_type=log_type,
+                kind=kind,
             )
         else:
             outcome = process(params=params, method=request.method, ip=ip, user_agent=user_agent)
@@ -177,7 +178,7 @@ def postback(request: HttpRequest) -> HttpResponse:
 def postback_status(request: HttpRequest) -> HttpResponse:
     """``GET``/``POST /postback/status``: an advertiser approves or rejects what it reported
     (SPEC "Status postback"). The rules live in ``tracking.status``."""
-    return _answer_postback(request, status_postback_process, PostbackLog.Type.STATUS)
+    return _answer_postback(request, status_postback_process, RecordKind.STATUS)
 
 
 def _carries_postback(request: HttpRequest) -> bool:

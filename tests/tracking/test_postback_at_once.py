@@ -9,8 +9,10 @@ each makes one of its conditions fail.
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from offers.models import MoneyType
+from offers.models import MoneyType, Offer
 from offers.services import event_update
 from tests.factories import (
     ClickFactory,
@@ -20,6 +22,7 @@ from tests.factories import (
     OfferFactory,
 )
 from tests.markers import requires_postgresql
+from tracking import postback
 from tracking.models import Conversion, EventRecord, PostbackLog
 from tracking.services import generate_transaction_id
 
@@ -89,6 +92,8 @@ def test_a_conversion_naming_its_offer_is_accepted_and_logged_whole(client, netw
         "revenue": "5.00",
         "payout": "3.00",
         "currency": "EUR",
+        "record_status": "approved",
+        "record_status_reason": "",
     }
     assert (conversion.click_id, conversion.publisher_id, conversion.adv_sub) == (
         click.pk,
@@ -224,3 +229,123 @@ def test_a_cps_event_without_amount_is_amount_required(client, network):
         422,
         "amount_required",
     )
+
+
+# --- The global URL: the postback does not name its offer -----------------------------------
+
+
+def learned(client, offer) -> None:  # noqa: ANN001
+    """A postback of the offer's advertiser on the global URL, as traffic would send: its
+    offers and their events are then cached, candidates for the next ones."""
+    client.get(
+        "/postback",
+        {
+            "secure": offer.advertiser.postback_token,
+            "transaction_id": generate_transaction_id(),
+        },
+    )
+    PostbackLog.objects.all().delete()
+
+
+def test_an_event_name_on_the_global_url_is_recorded_for_the_clicks_own_offer(client, network):
+    one, two, _, events = network
+    learned(client, one)
+    conversion = converted(two)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(
+            "/postback",
+            {
+                "secure": one.advertiser.postback_token,
+                "transaction_id": conversion.click.transaction_id,
+                "event_name": "purchase",
+            },
+        )
+
+    body = response.json()
+    record = EventRecord.objects.get()
+    log = PostbackLog.objects.get()
+    assert (response.status_code, body["offer_id"], body["event_id"]) == (
+        200,
+        two.pk,
+        events[two.pk].pk,
+    )
+    assert (record.offer_id, record.event_id, record.conversion_id) == (
+        two.pk,
+        events[two.pk].pk,
+        conversion.pk,
+    )
+    assert (log.offer_id, log.event_id, log.click_id, log.advertiser_id, log.event_record_id) == (
+        two.pk,
+        events[two.pk].pk,
+        conversion.click_id,
+        one.advertiser_id,
+        record.pk,
+    )
+    assert len([q for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]) == 1
+
+
+def test_a_conversion_on_the_global_url_earns_by_its_clicks_offer(client, network):
+    one, two, *_ = network
+    Offer.objects.filter(pk=two.pk).update(payout_value=Decimal("4.25"))
+    learned(client, one)
+    click = ClickFactory(offer=two)
+
+    status_reason = answer(client, one, click.transaction_id)
+
+    conversion = Conversion.objects.get()
+    assert status_reason == (200, "accepted")
+    assert (conversion.offer_id, conversion.payout) == (two.pk, Decimal("4.25"))
+    assert PostbackLog.objects.get().conversion_id == conversion.pk
+
+
+def test_a_global_url_conversion_of_a_cps_offer_without_amount_is_amount_required(client, network):
+    one, two, *_ = network
+    Offer.objects.filter(pk=two.pk).update(revenue_type=MoneyType.CPS, revenue_value=10)
+    learned(client, one)
+
+    assert answer(client, one, ClickFactory(offer=two).transaction_id) == (422, "amount_required")
+    assert answer(client, one, ClickFactory(offer=two).transaction_id, amount="20") == (
+        200,
+        "accepted",
+    )
+    assert Conversion.objects.get().revenue == Decimal("2.00")
+
+
+def test_another_advertisers_token_on_the_global_url_is_invalid_secure(client, network):
+    one, _, three, _ = network
+    learned(client, one)
+    learned(client, three)
+
+    assert answer(client, three, ClickFactory(offer=one).transaction_id) == (403, "invalid_secure")
+    assert answer(client, three, converted(one).click.transaction_id, event_name="purchase") == (
+        403,
+        "invalid_secure",
+    )
+    assert not EventRecord.objects.exists() and Conversion.objects.count() == 1
+
+
+def test_a_global_url_event_already_recorded_is_a_duplicate(client, network):
+    one, two, _, events = network
+    learned(client, one)
+    record = EventRecordFactory(event=events[two.pk], conversion=converted(two))
+
+    status_reason = answer(client, one, record.click.transaction_id, event_name="purchase")
+
+    assert status_reason == (409, "duplicate_event")
+    assert EventRecord.objects.count() == 1
+
+
+def test_an_advertiser_with_more_offers_than_the_bound_takes_the_ordinary_path(
+    client, network, monkeypatch
+):
+    one, two, *_ = network
+    learned(client, one)
+    monkeypatch.setattr(postback, "MAX_CANDIDATES", 1)
+    click = ClickFactory(offer=two)
+
+    with CaptureQueriesContext(connection) as captured:
+        status_reason = answer(client, one, click.transaction_id)
+
+    assert status_reason == (200, "accepted")
+    assert len([q for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]) == 2

@@ -3,7 +3,7 @@ each source may make, and which events follow their conversion."""
 
 import pytest
 
-from tracking.postback import _Rejected
+from tracking.rules import Refused
 from tracking.status import (
     CHANGE,
     INVALID,
@@ -111,6 +111,6 @@ def test_events_follow_their_conversion(conversion_status, expected):
 def test_a_status_postback_names_exactly_one_record(candidates, result):
     try:
         picked = pick_record(candidates=candidates, by_record_id=False, adv_sub="", event_name="x")
-    except _Rejected as rejection:
+    except Refused as rejection:
         picked = rejection.reason.value
     assert picked == result
