@@ -105,26 +105,46 @@ def setup_django(database: str) -> dict[str, str]:
     return env
 
 
-def prepare() -> tuple[int, int]:
-    """A publisher postback and one conversion for the queued deliveries to report."""
-    from offers.models import PublisherPostback
-    from tests.factories import ConversionFactory  # factory-boy: a dev dependency
-    from tracking.models import Conversion
+def prepare(count: int) -> int:
+    """A publisher with a conversion postback and at least ``count`` conversions (made
+    once, kept for later runs): each queued delivery reports one of them."""
+    from offers.models import Publisher, PublisherPostback
+    from tests.factories import ClickFactory, ConversionFactory, OfferFactory  # dev deps
+    from tracking.models import Click, Conversion
+    from tracking.services import generate_transaction_id
 
-    conversion = Conversion.objects.order_by("id").first() or ConversionFactory(
-        click__offer__advertiser__name="Bench advertiser",
-        click__offer__name="Bench offer",
-        click__publisher__name="Bench publisher",
-    )
+    publisher, _ = Publisher.objects.get_or_create(name="Bench deliveries publisher")
     postback, _ = PublisherPostback.objects.get_or_create(
-        publisher=conversion.publisher, trigger="status", defaults={"url": "http://127.0.0.1/"}
+        publisher=publisher, trigger="conversion", defaults={"url": "http://127.0.0.1/"}
     )
-    return postback.pk, conversion.pk
+    have = Conversion.objects.filter(publisher=publisher).count()
+    if have < count:
+        first = Conversion.objects.filter(publisher=publisher).select_related("offer").first()
+        offer = first.offer if first else OfferFactory(name="Bench deliveries offer")
+        if first is None:
+            ConversionFactory(click__offer=offer, click__publisher=publisher)
+            have += 1
+        clicks = Click.objects.bulk_create(
+            [
+                ClickFactory.build(
+                    offer=offer, publisher=publisher, transaction_id=generate_transaction_id()
+                )
+                for _ in range(count - have)
+            ],
+            batch_size=2000,
+        )
+        Conversion.objects.bulk_create(
+            [
+                ConversionFactory.build(click=click, offer=offer, publisher=publisher)
+                for click in clicks
+            ],
+            batch_size=2000,
+        )
+    return postback.pk
 
 
-def queue(count: int, url: str, postback_id: int, conversion_id: int) -> None:
-    """``count`` due deliveries to ``url`` in one statement (status deliveries: any number
-    of them may report one record)."""
+def queue(count: int, url: str, postback_id: int) -> None:
+    """``count`` due deliveries to ``url`` in one statement, one per conversion."""
     from django.db import connection
 
     from tracking.models import Delivery, DeliveryAttempt
@@ -137,13 +157,16 @@ def queue(count: int, url: str, postback_id: int, conversion_id: int) -> None:
             INSERT INTO tracking_delivery (postback_id, publisher_id, offer_id, trigger,
                 record_type, conversion_id, transaction_id, url, outcome, attempt_count,
                 next_attempt_at, last_error, created_at)
-            SELECT p.id, p.publisher_id, v.offer_id, 'status', 'conversion', v.id,
-                   'bench', %(url)s || '?d=' || n, 'queued', 0, now(), '', now()
-            FROM generate_series(1, %(count)s) AS n,
-                 offers_publisherpostback p, tracking_conversion v
-            WHERE p.id = %(postback)s AND v.id = %(conversion)s
+            SELECT p.id, p.publisher_id, v.offer_id, 'conversion', 'conversion', v.id,
+                   'bench', %(url)s || '?d=' || v.id, 'queued', 0, now(), '', now()
+            FROM offers_publisherpostback p
+            JOIN LATERAL (
+                SELECT id, offer_id FROM tracking_conversion
+                WHERE publisher_id = p.publisher_id ORDER BY id LIMIT %(count)s
+            ) AS v ON TRUE
+            WHERE p.id = %(postback)s
             """,
-            {"url": url, "count": count, "postback": postback_id, "conversion": conversion_id},
+            {"url": url, "count": count, "postback": postback_id},
         )
         cursor.execute("VACUUM ANALYZE tracking_delivery")
 
@@ -243,7 +266,7 @@ def main() -> None:
     args = parse_args()
     free(args.port)
     env = setup_django(args.database)
-    postback_id, conversion_id = prepare()
+    postback_id = prepare(args.deliveries)
     url = f"http://127.0.0.1:{args.port}/pb"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = []
@@ -253,7 +276,7 @@ def main() -> None:
             for workers in [int(w) for w in args.workers.split(",")]:
                 rounds = []
                 for round_ in range(args.rounds):
-                    queue(args.deliveries, url, postback_id, conversion_id)
+                    queue(args.deliveries, url, postback_id)
                     result = run_round(env, workers, args.concurrency, args.deliveries)
                     print(
                         f"delay {delay:g} ms, {workers} worker(s), round {round_ + 1}: "

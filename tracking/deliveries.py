@@ -21,7 +21,7 @@ SPEC "Publisher postbacks (outbound)". The pieces, by name:
 import functools
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -32,7 +32,14 @@ from django.utils import timezone
 from offers.definitions import PostbackDefinition
 from offers.models import Offer, PublisherPostback
 from offers.outbound_urls import ROW_MACROS, fill_url, mask_url
-from tracking.models import Click, Conversion, Delivery, DeliveryAttempt, EventRecord
+from tracking.models import (
+    Click,
+    Conversion,
+    Delivery,
+    DeliveryAttempt,
+    EventRecord,
+    StatusChange,
+)
 from tracking.outbound import AttemptResult
 
 #: Seconds to wait after attempt 1, 2, … 6 before the next (SPEC: about 1 min, 5 min,
@@ -154,7 +161,9 @@ def delivery_url(template: str, facts: RecordFacts, *, delivery_id: int | None) 
 # --- Creating deliveries (in the caller's transaction) --------------------------------------
 
 
-def _facts_for(record: Conversion | EventRecord, *, offer_name: str) -> RecordFacts:
+def _facts_for(
+    record: Conversion | EventRecord, *, offer_name: str, status_reason: str | None = None
+) -> RecordFacts:
     click = record.click
     is_event = isinstance(record, EventRecord)
     return RecordFacts(
@@ -167,8 +176,8 @@ def _facts_for(record: Conversion | EventRecord, *, offer_name: str) -> RecordFa
         event_name=record.event.name if is_event else "",
         payout=record.payout,
         currency=record.currency,
-        status=getattr(record, "status", APPROVED),
-        status_reason=getattr(record, "status_reason", ""),
+        status=record.status,
+        status_reason=record.status_reason if status_reason is None else status_reason,
         created_at=record.created_at,
         record_id=record.pk,
         click={name: getattr(click, name) for name in CLICK_MACROS},
@@ -181,6 +190,7 @@ def deliveries_create(
     postbacks: tuple[PostbackDefinition, ...] | None = None,
     only: PostbackDefinition | None = None,
     now: datetime | None = None,
+    status_reason: str | None = None,
 ) -> list[Delivery]:
     """Write the deliveries the record's acceptance (or first approval) fires, in the
     caller's transaction, and return them.
@@ -194,7 +204,7 @@ def deliveries_create(
     is_event = isinstance(record, EventRecord)
     click = record.click
     if only is None:
-        if click.is_test or getattr(record, "status", APPROVED) != APPROVED:
+        if click.is_test or record.status != APPROVED:
             return []
         if postbacks is None:
             postbacks = offer_postbacks(record.offer_id)
@@ -210,7 +220,7 @@ def deliveries_create(
         chosen = [only]
     if not chosen:
         return []
-    facts = _facts_for(record, offer_name=record.offer.name)
+    facts = _facts_for(record, offer_name=record.offer.name, status_reason=status_reason)
     now = now or timezone.now()
     created = []
     with transaction.atomic():
@@ -244,6 +254,72 @@ def _already_delivered(postback_id: int, record: Conversion | EventRecord, is_ev
     return Delivery.objects.filter(
         postback_id=postback_id, trigger="event" if is_event else "conversion", **link
     ).exists()
+
+
+def status_reason_macro(*, reason: str, source: str) -> str:
+    """``{status_reason}``: platform codes as they are (the rules set them: cap_reached,
+    conversion_rejected, …); someone's free text never, only who wrote it."""
+    if source == StatusChange.Source.RULE or not reason:
+        return reason
+    return "advertiser" if source == StatusChange.Source.POSTBACK else "manager"
+
+
+def deliveries_for_status_change(
+    *, record: Conversion | EventRecord, change: StatusChange, now: datetime | None = None
+) -> list[Delivery]:
+    """The deliveries a status change fires, written in its transaction (the caller's:
+    tracking/status.py writes the change and calls this).
+
+    - The record's status deliveries not yet delivered are ``superseded``: the publisher
+      learns the latest status, not a stale one after it.
+    - Each publisher's most specific ``status`` postback fires, once per history entry.
+    - A change to ``approved`` fires the record's ``conversion`` / ``event`` postbacks if
+      they never fired (accepted ``pending``, approved now): once per (postback, record).
+    """
+    now = now or timezone.now()
+    is_event = isinstance(record, EventRecord)
+    model = EventRecord if is_event else Conversion
+    link = "event_record" if is_event else "conversion"
+    Delivery.objects.filter(
+        trigger=Delivery.Trigger.STATUS, outcome__in=Delivery.PENDING, **{link: record.pk}
+    ).update(outcome=Delivery.Outcome.SUPERSEDED, next_attempt_at=None)
+    related = ["click", "offer", "event"] if is_event else ["click", "offer"]
+    full = model.objects.select_related(*related).get(pk=record.pk)
+    if full.click.is_test:
+        return []
+    postbacks = offer_postbacks(full.offer_id)
+    if not postbacks:
+        return []
+    reason = status_reason_macro(reason=change.reason, source=change.source)
+    winners = winning_postbacks(
+        postbacks, trigger="status", offer_id=full.offer_id, publisher_id=full.publisher_id
+    )
+    created = []
+    facts = _facts_for(full, offer_name=full.offer.name, status_reason=reason)
+    facts = replace(facts, status=change.to_status)
+    for postback in winners.values():
+        delivery = Delivery.objects.create(
+            postback_id=postback.id,
+            publisher_id=full.publisher_id,
+            offer_id=full.offer_id,
+            trigger=Delivery.Trigger.STATUS,
+            record_type=facts.record_type,
+            **{link: full},
+            status_change=change,
+            transaction_id=full.click.transaction_id,
+            url=delivery_url(postback.url, facts, delivery_id=None),
+            next_attempt_at=now,
+            created_at=now,
+        )
+        if "{delivery_id}" in postback.url:
+            delivery.url = delivery_url(postback.url, facts, delivery_id=delivery.pk)
+            Delivery.objects.filter(pk=delivery.pk).update(url=delivery.url)
+        created.append(delivery)
+    if change.to_status == APPROVED:
+        created += deliveries_create(
+            record=full, postbacks=postbacks, now=now, status_reason=reason
+        )
+    return created
 
 
 def offer_postbacks(offer_id: int) -> tuple[PostbackDefinition, ...]:

@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('offers', '0003_publisher_postback'),
-        ('tracking', '0005_click_transaction_id_one_index'),
+        ('tracking', '0006_record_status'),
         ('auth', '0012_alter_user_first_name_max_length'),
         ('contenttypes', '0002_remove_content_type_name'),
     ]
@@ -105,7 +105,6 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(primary_key=True, serialize=False)),
                 ('trigger', models.CharField(choices=[('conversion', 'Conversion'), ('event', 'Event'), ('status', 'Status change')], max_length=10)),
                 ('record_type', models.CharField(choices=[('conversion', 'Conversion'), ('event', 'Event')], max_length=10)),
-                ('status_entry_id', models.BigIntegerField(blank=True, null=True)),
                 ('transaction_id', models.CharField(max_length=64)),
                 ('url', models.CharField(max_length=4000)),
                 ('outcome', models.CharField(choices=[('queued', 'Queued'), ('retrying', 'Retrying'), ('delivered', 'Delivered'), ('failed', 'Failed'), ('superseded', 'Superseded'), ('cancelled', 'Cancelled')], default='queued', max_length=10)),
@@ -206,6 +205,19 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='deliveryattempt',
             index=models.Index(fields=['delivery', 'at'], name='deliveryattempt_delivery_at'),
+        ),
+        migrations.AddField(
+            model_name='delivery',
+            name='status_change',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='tracking.statuschange'),
+        ),
+        migrations.AddConstraint(
+            model_name='delivery',
+            constraint=models.UniqueConstraint(condition=models.Q(('trigger', 'status')), fields=('postback', 'status_change'), name='delivery_once_per_postback_status_change'),
+        ),
+        migrations.AddConstraint(
+            model_name='delivery',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status_change__isnull', False), ('trigger', 'status')), models.Q(models.Q(('trigger', 'status'), _negated=True), ('status_change__isnull', True)), _connector='OR'), name='delivery_status_change_only_for_status'),
         ),
         migrations.RunPython(create_function, drop_function),
         migrations.RunPython(add_permissions, remove_permissions),
