@@ -1,4 +1,4 @@
-"""Event postbacks through the real endpoint: checks 7–12 of SPEC "Postback endpoint"."""
+"""Event postbacks through the real endpoint: event checks 7–12 of docs/postbacks.md."""
 
 from decimal import Decimal
 
@@ -272,6 +272,38 @@ def test_a_duplicate_event_is_reported_before_a_missing_amount(client, converted
 
     assert response.status_code == 409
     assert response.json()["reason"] == "duplicate_event"
+
+
+@pytest.mark.parametrize(
+    ("recorded_adv_sub", "reason"), [("order-1", "duplicate_event"), ("order-2", "amount_required")]
+)
+def test_a_repeatable_cps_event_without_amount_is_a_duplicate_only_with_the_same_adv_sub(
+    client, converted, recorded_adv_sub, reason
+):
+    conversion, event = converted
+    Event.objects.filter(pk=event.pk).update(
+        allow_multiple=True, revenue_type=MoneyType.CPS, revenue_value=10
+    )
+    EventRecordFactory(conversion=conversion, event=event, adv_sub=recorded_adv_sub)
+
+    response = client.get(
+        "/postback", event_params(conversion.click, event_id=str(event.pk), adv_sub="order-1")
+    )
+
+    assert response.json()["reason"] == reason
+    assert EventRecord.objects.count() == 1
+
+
+def test_a_dry_run_of_a_recorded_event_is_the_duplicate_answer(converted):
+    conversion, event = converted
+    EventRecordFactory(conversion=conversion, event=event)
+
+    outcome = postback_process(
+        params=event_params(conversion.click, event_name="purchase"), dry_run=True
+    )
+
+    assert (outcome.status_code, outcome.reason) == (409, "duplicate_event")
+    assert not PostbackLog.objects.exists()
 
 
 def test_no_conversion_is_reported_before_a_missing_amount(client):
