@@ -459,8 +459,9 @@ def _write_with_orm(
 _AT_ONCE_LOG = Row(
     PostbackLog, exclude=(*_LOG_OUTCOME, "click_id", "offer_id", "event_id"), prefix="log_"
 )
-# The candidates' columns: each an array, element i for candidate i. The types are spelled
-# out so the statement is prepared once, whatever psycopg would infer from the values.
+# The candidates' columns. They travel as one JSON text (a row per candidate), which
+# PostgreSQL reads into rows: binding seven arrays instead cost psycopg more CPU per
+# postback than the rest of the statement's parameters together (profiled).
 _CANDIDATE_COLUMNS = {
     "offer_id": "integer",
     "event_id": "integer",
@@ -475,8 +476,8 @@ _CANDIDATE_COLUMNS = {
 @functools.cache
 def _at_once_sql(kind: RecordKind) -> str:
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
-    unnest = ", ".join(f"%(c_{name})s::{type_}[]" for name, type_ in _CANDIDATE_COLUMNS.items())
     candidate_columns = ", ".join(f"c_{name}" for name in _CANDIDATE_COLUMNS)
+    candidate_types = ", ".join(f"c_{name} {type_}" for name, type_ in _CANDIDATE_COLUMNS.items())
     from_candidate = {
         "click_id": "candidate.id",
         "publisher_id": "candidate.publisher_id",
@@ -508,7 +509,7 @@ WITH click AS (
     LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
 ), candidate AS (
     SELECT click.*, {candidate_columns}
-    FROM click JOIN unnest({unnest}) AS cand({candidate_columns})
+    FROM click JOIN json_to_recordset(%(candidates)s::json) AS cand({candidate_types})
          ON cand.c_offer_id = click.offer_id
     WHERE {" AND ".join(conditions)}
 ), record AS (
@@ -576,6 +577,20 @@ def _learn_candidates(defs: Definitions, decision: Decision) -> None:
         defs.advertiser_offers(advertiser_id)
 
 
+def _candidate_row(decision: Decision) -> dict:
+    """A candidate's columns (``_CANDIDATE_COLUMNS``) as JSON values; money as text, exact."""
+    event = decision.event
+    return {
+        "c_offer_id": decision.offer_id,
+        "c_event_id": event.id if event is not None else None,
+        "c_allow_multiple": event.allow_multiple if event is not None else None,
+        "c_mode": decision.duplicate_mode.value,
+        "c_revenue": str(decision.revenue),
+        "c_payout": str(decision.payout),
+        "c_currency": decision.currency,
+    }
+
+
 def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     """Decide and write in one statement where the cache can predict the decision (see
     above)."""
@@ -600,13 +615,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         "version": defs.version,
         "has_conversion": kind is RecordKind.EVENT,
         "adv_sub": params.adv_sub,
-        "c_offer_id": [c.offer_id for c in candidates],
-        "c_event_id": [c.event.id if c.event else None for c in candidates],
-        "c_allow_multiple": [c.event.allow_multiple if c.event else None for c in candidates],
-        "c_mode": [c.duplicate_mode.value for c in candidates],
-        "c_revenue": [c.revenue for c in candidates],
-        "c_payout": [c.payout for c in candidates],
-        "c_currency": [c.currency for c in candidates],
+        "candidates": json.dumps([_candidate_row(c) for c in candidates]),
     }
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         ((version, click_id, *click, record_id, log_id),) = run(_at_once_sql(kind), values)
