@@ -145,7 +145,7 @@ def postback_process(
     request = _request(params, method, ip, user_agent)
     parsed = rules.parse(request.params)
     if isinstance(parsed, Decision):  # checks 1 and 2
-        return _refuse(request, parsed, click=None, dry_run=dry_run)
+        return _answer(request, parsed, click=None, dry_run=dry_run)
 
     attempt = _Attempt() if dry_run else _accept_at_once(request, parsed)
     if attempt.outcome is not None:
@@ -165,7 +165,7 @@ def postback_process(
         decision = rules.decide(parsed, facts, read.defs)
 
     if not decision.accepted or dry_run:
-        return _refuse(request, decision, click=read.click, dry_run=dry_run)
+        return _answer(request, decision, click=read.click, dry_run=dry_run)
     assert read.click is not None
     # The answer should the insert do nothing: the fact it assumed was not so. (For an event
     # that allows multiple, sent without adv_sub, nothing can stop the insert.)
@@ -185,7 +185,7 @@ def postback_unreadable(
     a ``400 invalid_parameter``. ``params`` holds whatever could be read (often nothing).
     """
     request = _request(params, method, ip, user_agent)
-    return _refuse(request, rules.unreadable(message), click=None, dry_run=False)
+    return _answer(request, rules.unreadable(message), click=None, dry_run=False)
 
 
 def _request(params: Mapping[str, str], method: str, ip: str | None, user_agent: str) -> _Request:
@@ -348,11 +348,11 @@ def _insert_log_sql() -> str:
     return f"INSERT INTO {_LOG.table} ({_LOG.columns}) VALUES ({_LOG.select_list}) RETURNING id"  # noqa: S608
 
 
-def _refuse(
+def _answer(
     request: _Request, decision: Decision, *, click: _Click | None, dry_run: bool
 ) -> PostbackOutcome:
-    """Answer a decision that writes no record; unless a dry run, write its log row (its
-    own autocommit insert)."""
+    """Answer a decision that writes no record (a refusal, or any dry run); unless a dry
+    run, write its log row (its own autocommit insert)."""
     log_id = None
     if not dry_run:
         log = _log_values(request, decision, click, created_at=timezone.now())
@@ -437,11 +437,23 @@ def _write_with_orm(
                     **_record_values(decision, click, created_at=now)
                 ).pk
         except IntegrityError:
+            # A unique constraint refused it only if the fact the insert assumed is now
+            # false (a race); any other refusal is a bug, not a duplicate.
+            if not _assumed_fact_failed(decision, click):
+                raise
             record_id = None
         answer = decision if record_id is not None else otherwise
         log = _log_values(request, answer, click, created_at=now) | _log_outcome(answer, record_id)
         log_id = PostbackLog.objects.create(**log).pk
     return _outcome(answer, log_id=log_id, record_id=record_id)
+
+
+def _assumed_fact_failed(decision: Decision, click: _Click) -> bool:
+    """Whether the click now has what the insert assumed it had not: its conversion (a
+    conversion), or a record of the event that makes this one a duplicate (an event)."""
+    if decision.kind is RecordKind.EVENT:
+        return _has_duplicate(click, decision)
+    return Conversion.objects.filter(click_id=click.id).exists()
 
 
 # --- The one-statement path ----------------------------------------------------------------
