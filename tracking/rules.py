@@ -336,13 +336,31 @@ def unreadable(message: str, kind: RecordKind | None = None) -> Decision:
 
 @dataclass(slots=True)
 class _Links:
-    """Where the request got so far: what the log row links, whatever the answer."""
+    """Where the request got so far: what the log row links, whatever the answer, and what
+    check 10 found."""
 
     advertiser_id: int | None = None
     offer_id: int | None = None
     event: EventDefinition | None = None
+    duplicate_mode: DuplicateMode = DuplicateMode.NONE
     #: Check 10 passed on an assumption (``Facts.duplicate_event`` unknown).
     assumed_no_duplicate_event: bool = False
+
+    def decision(
+        self, params: PostbackParams, reason: Reason, message: str = "", **money: object
+    ) -> Decision:
+        return Decision(
+            reason,
+            message,
+            params.kind,
+            params=params,
+            advertiser_id=self.advertiser_id,
+            offer_id=self.offer_id,
+            event=self.event,
+            duplicate_mode=self.duplicate_mode,
+            assumes_no_duplicate_event=self.assumed_no_duplicate_event,
+            **money,
+        )
 
 
 def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
@@ -355,16 +373,7 @@ def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
             return _decide_event(params, facts, defs, links)
         return _decide_conversion(params, facts, defs, links)
     except Refused as refusal:
-        return Decision(
-            refusal.reason,
-            refusal.message,
-            params.kind,
-            params=params,
-            advertiser_id=links.advertiser_id,
-            offer_id=links.offer_id,
-            event=links.event,
-            assumes_no_duplicate_event=links.assumed_no_duplicate_event,
-        )
+        return links.decision(params, refusal.reason, refusal.message)
 
 
 def _click_checks(
@@ -439,7 +448,7 @@ def _decide_conversion(
     check_duplicate_conversion(click)
     check_amount_given(params, offer.money, what="This offer")
     # Conversion check 9: accepted.
-    return _accepted(params, links, offer, offer.money, event=None)
+    return _accepted(params, links, offer, offer.money)
 
 
 def check_duplicate_conversion(click: ClickFacts) -> None:
@@ -468,14 +477,14 @@ def _decide_event(
     by_id, by_name = check_event_known(params, click, defs.events(click.offer_id))
     event = links.event = check_event_matches(by_id, by_name)
     check_conversion_exists(click)
-    mode = duplicate_mode(event, params.adv_sub)
+    mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
     links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
     check_conversion_not_rejected(click)
     check_amount_given(params, event.money, what=f"The event “{event.name}”")
     # Event check 12: accepted, in the status its conversion's status gives it.
     status, reason, by_rule = event_record_status(click)
     return replace(
-        _accepted(params, links, offer, event.money, event=event, mode=mode),
+        _accepted(params, links, offer, event.money),
         record_status=status,
         record_status_reason=reason,
         status_by_rule=by_rule,
@@ -577,29 +586,16 @@ def check_duplicate_event(facts: Facts, event: EventDefinition, mode: DuplicateM
 
 
 def _accepted(
-    params: PostbackParams,
-    links: _Links,
-    offer: OfferDefinition,
-    money: MoneyRules,
-    *,
-    event: EventDefinition | None,
-    mode: DuplicateMode = DuplicateMode.NONE,
+    params: PostbackParams, links: _Links, offer: OfferDefinition, money: MoneyRules
 ) -> Decision:
     """The accepted decision, with its money (docs/postbacks.md "Money"): the rule's revenue
     and payout for ``amount``, in the currency sent or else the offer's."""
-    return Decision(
+    return links.decision(
+        params,
         Reason.ACCEPTED,
-        "",
-        params.kind,
-        params=params,
-        advertiser_id=links.advertiser_id,
-        offer_id=offer.id,
-        event=event,
         revenue=money.revenue(params.amount),
         payout=money.payout(params.amount),
         currency=params.currency or offer.currency,
-        duplicate_mode=mode,
-        assumes_no_duplicate_event=links.assumed_no_duplicate_event,
     )
 
 
