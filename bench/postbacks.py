@@ -103,6 +103,12 @@ def parse_args() -> argparse.Namespace:
         help="serve with plain `gunicorn config.wsgi -w 4` (--workers to change 4): no "
         "config file, gunicorn's own defaults",
     )
+    parser.add_argument(
+        "--publisher-postbacks",
+        action="store_true",
+        help="give the bench publisher a conversion and an event postback on every bench "
+        "offer, so every accepted postback also writes its delivery (docs/publisher-postbacks.md)",
+    )
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     return parser.parse_args()
@@ -245,9 +251,10 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
                 """
                 INSERT INTO tracking_conversion
                     (click_id, offer_id, publisher_id, revenue, payout, currency, adv_sub,
-                     adv_sub2, adv_sub3, adv_sub4, adv_sub5, created_at)
+                     adv_sub2, adv_sub3, adv_sub4, adv_sub5, created_at, status, status_reason,
+                     status_changed_at)
                 SELECT c.id, c.offer_id, c.publisher_id, 2.00, 1.00, 'USD', '', '', '', '', '',
-                       now()
+                       now(), 'approved', '', now()
                 FROM tracking_click c
                 WHERE NOT EXISTS (SELECT 1 FROM tracking_conversion v WHERE v.click_id = c.id)
                 LIMIT %s
@@ -277,6 +284,25 @@ class Flush:
 
     def __str__(self) -> str:
         return f"p50 {self.p50_us:,.0f} µs, p99 {self.p99_us:,.0f} µs"
+
+
+def publisher_postbacks(defs: dict[str, object], *, enabled: bool) -> None:
+    """With ``enabled``, a conversion and an event publisher postback on each of the bench
+    advertiser's offers for the bench publisher (no worker runs: deliveries stay queued);
+    without, none. Earlier deliveries are deleted either way."""
+    from offers.models import Offer, PublisherPostback
+    from tracking.models import Delivery, DeliveryAttempt
+
+    DeliveryAttempt.objects.all().delete()
+    Delivery.objects.all().delete()
+    PublisherPostback.objects.filter(publisher=defs["publisher"]).delete()
+    if enabled:
+        url = "https://publisher.example/pb?click={aff_sub}&payout={payout}&id={delivery_id}"
+        for offer in Offer.objects.filter(advertiser=defs["advertiser"]):
+            for trigger in ("conversion", "event"):
+                PublisherPostback.objects.create(
+                    publisher=defs["publisher"], offer=offer, trigger=trigger, url=url
+                )
 
 
 def flush_directory() -> tuple[Path, str]:
@@ -559,6 +585,7 @@ def main() -> None:
     # conversion forms need unconverted ones.
     needed = max(CONVERTED, size * args.rounds * len(EVENT_FORMS))
     defs = prepare(args.clicks, converted=min(needed, args.clicks // 2))
+    publisher_postbacks(defs, enabled=args.publisher_postbacks)
     runs = scenarios(defs, size=size, rounds=args.rounds)
     if args.only:
         wanted = set(args.only.split(","))
@@ -636,7 +663,9 @@ def main() -> None:
         f"`make bench` on {os.cpu_count()} cores, {count('tracking_click'):,} clicks, "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s × "
         f"{args.rounds} rounds (medians; /healthz {args.healthz_duration}s before and after "
-        f"each path), {server_model}, PostgreSQL over "
+        f"each path), {server_model}, "
+        f"{'publisher postbacks on every offer, ' if args.publisher_postbacks else ''}"
+        f"PostgreSQL over "
         f"{'its Unix socket' if args.db_over == 'socket' else 'TCP'} "
         f"(started {time.strftime('%Y-%m-%d %H:%M UTC', started)}); disk flush (8 kB write + "
         f"fdatasync) {flush_before} before the runs, {flush_after} after them"
