@@ -246,3 +246,45 @@ def test_a_global_url_postback_fires_the_postback_of_the_clicks_own_offer(client
     delivery = Delivery.objects.get(transaction_id=click.transaction_id)
     assert (delivery.postback_id, delivery.offer_id) == (wanted.pk, second.pk)
     assert f"offer_id={second.pk}&" in delivery.url
+
+
+def test_without_a_matching_postback_the_tracking_path_runs_its_statement_unchanged(
+    client, httpserver
+):
+    """PostgreSQL: which postbacks exist comes from the definitions cache, so a postback
+    that fires nothing costs no statement and no probe of the delivery table."""
+    offer = OfferFactory()
+    warm, click = ClickFactory(offer=offer), ClickFactory(offer=offer)
+    # Another publisher's postback on this offer does not match this click's publisher.
+    other = postback(PublisherFactory(), httpserver, trigger="conversion", offer=offer)
+    token = offer.advertiser.postback_token
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
+
+    with CaptureQueriesContext(connection) as captured:
+        answer = client.get(
+            "/postback",
+            {"secure": token, "transaction_id": click.transaction_id, "offer_id": offer.pk},
+        )
+
+    assert answer.status_code == 200
+    assert not Delivery.objects.exists()
+    if ON_POSTGRESQL:
+        assert len(captured.captured_queries) == 1
+        # The other publisher's row travels with the statement (the click decides).
+        assert "tracking_delivery" in captured.captured_queries[0]["sql"]
+    other.delete()
+    fresh = ClickFactory(offer=offer)
+    client.get(
+        "/postback", {"secure": token, "transaction_id": ClickFactory(offer=offer).transaction_id}
+    )
+
+    with CaptureQueriesContext(connection) as captured:
+        answer = client.get(
+            "/postback",
+            {"secure": token, "transaction_id": fresh.transaction_id, "offer_id": offer.pk},
+        )
+
+    assert answer.status_code == 200
+    if ON_POSTGRESQL:
+        assert len(captured.captured_queries) == 1
+        assert "tracking_delivery" not in captured.captured_queries[0]["sql"]
