@@ -343,6 +343,9 @@ class _Links:
     event: EventDefinition | None = None
     #: Check 10 passed on an assumption (``Facts.duplicate_event`` unknown).
     assumed_no_duplicate_event: bool = False
+    #: Which records would make it a duplicate: the writer reads the fact by it when a
+    #: later check refuses (10a, 11), so the refusal must carry it too.
+    duplicate_mode: DuplicateMode = DuplicateMode.NONE
 
 
 def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
@@ -363,6 +366,7 @@ def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
             advertiser_id=links.advertiser_id,
             offer_id=links.offer_id,
             event=links.event,
+            duplicate_mode=links.duplicate_mode,
             assumes_no_duplicate_event=links.assumed_no_duplicate_event,
         )
 
@@ -468,7 +472,7 @@ def _decide_event(
     by_id, by_name = check_event_known(params, click, defs.events(click.offer_id))
     event = links.event = check_event_matches(by_id, by_name)
     check_conversion_exists(click)
-    mode = duplicate_mode(event, params.adv_sub)
+    mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
     links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
     check_conversion_not_rejected(click)
     check_amount_given(params, event.money, what=f"The event “{event.name}”")
