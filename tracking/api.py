@@ -1,7 +1,7 @@
 """REST API for what was recorded: conversions, event records, the postback log.
 
 Records come only from postbacks: nobody creates, edits or deletes one through the API. The
-one write is a record's status (SPEC "Record status (approval)"): ``PATCH
+one write is a record's status (docs/postbacks.md "Approving and rejecting"): ``PATCH
 /api/v1/conversions/{id}/`` and ``/api/v1/event-records/{id}/`` with ``{"status",
 "reason"}``, for account managers (``RolePermissions``: the model's ``change`` permission,
 which only they hold; analysts get 403), through ``tracking.status``.
@@ -165,8 +165,8 @@ class StatusChangeViewSet(RecordViewSet):
         },
     )
     def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        """Set the record's status (and reason); events follow a conversion (SPEC "Record
-        status (approval)"). Setting the status it has changes nothing."""
+        """Set the record's status (and reason); events follow a conversion (docs/postbacks.md
+        "Approving and rejecting"). Setting the status it has changes nothing."""
         record = self.get_object()
         update = StatusUpdateSerializer(data=request.data)
         update.is_valid(raise_exception=True)

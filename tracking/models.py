@@ -69,7 +69,7 @@ class Click(models.Model):
 
 
 class RecordStatus(models.TextChoices):
-    """A conversion's or event record's status (SPEC "Record status (approval)")."""
+    """A conversion's or event record's status (docs/postbacks.md "Approving and rejecting")."""
 
     APPROVED = "approved", "Approved"
     PENDING = "pending", "Pending"
@@ -97,7 +97,7 @@ class MoneyRecord(models.Model):
     adv_sub4 = models.CharField(max_length=255, blank=True, default="")
     adv_sub5 = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
-    # Whether the record counts (SPEC "Record status (approval)"). The money above never
+    # Whether the record counts (docs/postbacks.md "Approving and rejecting"). The money above never
     # changes with it: what counts is decided when reading. Changed only through
     # tracking.status, which writes a StatusChange row in the same transaction.
     # Database defaults too, so rows written by hand-made SQL (bulk loads, the bench) are
@@ -293,9 +293,9 @@ class Reason(models.TextChoices):
     EVENT_MISMATCH = "event_mismatch", "Event mismatch"
     NO_CONVERSION = "no_conversion", "No conversion"
     DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
-    # Events and their conversion's status (SPEC "Record status (approval)", check 10a).
+    # Events and their conversion's status (docs/postbacks.md, check 10a).
     CONVERSION_REJECTED = "conversion_rejected", "Conversion rejected"
-    # The status postback's outcomes (SPEC "Status postback").
+    # The status postback's outcomes (docs/postbacks.md "Approving and rejecting").
     UPDATED = "updated", "Status updated"
     UNCHANGED = "unchanged", "Status unchanged"
     UNKNOWN_RECORD = "unknown_record", "Unknown record"

@@ -1,5 +1,5 @@
 """Record status end to end: account managers' PATCH on the API, the status history, and
-events following their conversion (SPEC "Record status (approval)")."""
+events following their conversion (docs/postbacks.md "Approving and rejecting")."""
 
 from decimal import Decimal
 

@@ -1,4 +1,4 @@
-"""Record status (SPEC "Record status (approval)"): status, reason and time of last change on
+"""Record status (docs/postbacks.md "Approving and rejecting"): status, reason and time of last change on
 conversions and event records, their history, the status postback's log reasons, and the
 hourly totals split by status.
 
