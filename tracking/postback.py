@@ -552,9 +552,17 @@ def _candidate_offers(params: PostbackParams, defs: Definitions) -> Sequence[int
         return (offer_id,) if offer_id is not None else ()
     advertiser_id = defs.cached_advertiser_for_token(params.secure)
     offers = defs.cached_advertiser_offers(advertiser_id) if advertiser_id is not None else None
-    if offers is None or len(offers) > MAX_CANDIDATES:
+    if offers is None:
         return ()
-    return offers
+    if params.event_name is not None:
+        # Only the offers with an event of that name can accept it.
+        offers = [o for o in offers if params.event_name in _cached_event_names(defs, o)]
+    return offers if len(offers) <= MAX_CANDIDATES else ()
+
+
+def _cached_event_names(defs: Definitions, offer_id: int) -> Mapping[str, object]:
+    events = defs.cached_events(offer_id)
+    return events.by_name if events is not None else {}
 
 
 def _candidates(params: PostbackParams, defs: Definitions) -> list[Decision]:

@@ -150,7 +150,7 @@ class Facts:
     duplicate_event: bool | None = None
 
 
-class Definitions(Protocol):
+class DefinitionsView(Protocol):
     """What the checks read of the definitions (``offers.definitions.Definitions``)."""
 
     def offer(self, offer_id: int) -> OfferDefinition | None: ...
@@ -339,7 +339,7 @@ class _Links:
         )
 
 
-def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
+def decide(params: PostbackParams, facts: Facts, defs: DefinitionsView) -> Decision:
     """Checks 3 to 12 of docs/postbacks.md, in order, on these facts; the first that
     refuses decides. Pure: ``defs`` may load a definition it has not cached, nothing else
     is read."""
@@ -353,7 +353,7 @@ def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
 
 
 def _click_checks(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> tuple[ClickFacts, OfferDefinition]:
     """Checks 3 to 6, the same for conversions and events."""
     click = facts.click
@@ -366,7 +366,9 @@ def _click_checks(
     return click, offer
 
 
-def check_token(params: PostbackParams, offer: OfferDefinition | None, defs: Definitions) -> int:
+def check_token(
+    params: PostbackParams, offer: OfferDefinition | None, defs: DefinitionsView
+) -> int:
     """Check 3 (docs/postbacks.md): ``secure`` is an advertiser's token; that advertiser's ID.
 
     When it is the token of the click's offer's advertiser (``offer``), checks 3, 4 and 5
@@ -418,7 +420,7 @@ def check_offer_matches(params: PostbackParams, click: ClickFacts) -> None:
 
 
 def _decide_conversion(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     check_duplicate_conversion(click)
@@ -447,7 +449,7 @@ def check_amount_given(params: PostbackParams, money: MoneyRules, *, what: str) 
 
 
 def _decide_event(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     by_id, by_name = check_event_known(params, click, defs.events(click.offer_id))

@@ -347,3 +347,21 @@ def test_an_advertiser_with_more_offers_than_the_bound_takes_the_ordinary_path(
 
     assert status_reason == (200, "accepted")
     assert len([q for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]) == 2
+
+
+def test_the_bound_counts_only_the_offers_with_an_event_of_that_name(client, network, monkeypatch):
+    one, two, *_ = network
+    EventFactory(offer=OfferFactory(advertiser=one.advertiser), name="renew")
+    learned(client, one)
+    monkeypatch.setattr(postback, "MAX_CANDIDATES", 2)
+    conversion, click = converted(two), ClickFactory(offer=one)
+
+    with CaptureQueriesContext(connection) as event_statements:
+        event = answer(client, one, conversion.click.transaction_id, event_name="purchase")
+    with CaptureQueriesContext(connection) as conversion_statements:
+        conversion_answer = answer(client, one, click.transaction_id)
+
+    assert (event, conversion_answer) == ((200, "accepted"), (200, "accepted"))
+    # Two offers have a "purchase" event: within the bound. Three offers: past it.
+    assert len([q for q in event_statements if "SAVEPOINT" not in q["sql"]]) == 1
+    assert len([q for q in conversion_statements if "SAVEPOINT" not in q["sql"]]) == 2
