@@ -17,9 +17,14 @@ the check passes and says so (``Decision.assumes_no_duplicate_event``); should a
 refuse anyway, the writer reads the fact and asks again, so the answer is always the first
 check that fails.
 
-Adding a check: one more function here, called in order from ``_decide_conversion`` or
-``_decide_event``; one more field on ``ClickFacts`` or ``Facts`` if it needs a fact the
-writer must read (and, for the one-statement path, a condition that fact becomes).
+Adding a check: one more function here, called in order from ``_click_checks``,
+``_decide_conversion`` or ``_decide_event``; one more field on ``ClickFacts`` or ``Facts``
+if it needs a fact the writer must read (the writer's click read selects it, and the
+one-statement path, which predicts it, adds the condition it becomes). For example: an
+IP allow-list (check 3a) reads the advertiser's list from the definitions and the address
+from the parameters; a conversion window (7a) needs the click's time on ``ClickFacts``; a
+rejected conversion (10a) its status; what an accepted postback writes besides its record
+(a status, deliveries) goes on ``Decision`` for the writer to insert in the same statement.
 """
 
 import enum
@@ -203,7 +208,7 @@ class Decision:
         body = {
             "status": "accepted",
             "reason": Reason.ACCEPTED.value,
-            "type": self.kind,
+            "type": str(self.kind),
             "id": record_id,
             "transaction_id": self.params.transaction_id,
             "offer_id": self.offer_id,
