@@ -17,9 +17,14 @@ the check passes and says so (``Decision.assumes_no_duplicate_event``); should a
 refuse anyway, the writer reads the fact and asks again, so the answer is always the first
 check that fails.
 
-Adding a check: one more function here, called in order from ``_decide_conversion`` or
-``_decide_event``; one more field on ``ClickFacts`` or ``Facts`` if it needs a fact the
-writer must read (and, for the one-statement path, a condition that fact becomes).
+Adding a check: one more function here, called in order from ``_click_checks``,
+``_decide_conversion`` or ``_decide_event``; one more field on ``ClickFacts`` or ``Facts``
+if it needs a fact the writer must read (the writer's click read selects it, and the
+one-statement path, which predicts it, adds the condition it becomes). For example: an
+IP allow-list (check 3a) reads the advertiser's list from the definitions and the address
+from the parameters; a conversion window (7a) needs the click's time on ``ClickFacts``; a
+rejected conversion (10a) its status; what an accepted postback writes besides its record
+(a status, deliveries) goes on ``Decision`` for the writer to insert in the same statement.
 """
 
 import enum
@@ -166,7 +171,7 @@ class Facts:
     duplicate_event: bool | None = None
 
 
-class Definitions(Protocol):
+class DefinitionsView(Protocol):
     """What the checks read of the definitions (``offers.definitions.Definitions``)."""
 
     def offer(self, offer_id: int) -> OfferDefinition | None: ...
@@ -224,7 +229,7 @@ class Decision:
         body = {
             "status": "accepted",
             "reason": Reason.ACCEPTED.value,
-            "type": self.kind,
+            "type": str(self.kind),
             "id": record_id,
             "transaction_id": self.params.transaction_id,
             "offer_id": self.offer_id,
@@ -336,19 +341,34 @@ def unreadable(message: str, kind: RecordKind | None = None) -> Decision:
 
 @dataclass(slots=True)
 class _Links:
-    """Where the request got so far: what the log row links, whatever the answer."""
+    """Where the request got so far: what the log row links, whatever the answer, and what
+    check 10 found."""
 
     advertiser_id: int | None = None
     offer_id: int | None = None
     event: EventDefinition | None = None
+    duplicate_mode: DuplicateMode = DuplicateMode.NONE
     #: Check 10 passed on an assumption (``Facts.duplicate_event`` unknown).
     assumed_no_duplicate_event: bool = False
-    #: Which records would make it a duplicate: the writer reads the fact by it when a
-    #: later check refuses (10a, 11), so the refusal must carry it too.
-    duplicate_mode: DuplicateMode = DuplicateMode.NONE
+
+    def decision(
+        self, params: PostbackParams, reason: Reason, message: str = "", **money: object
+    ) -> Decision:
+        return Decision(
+            reason,
+            message,
+            params.kind,
+            params=params,
+            advertiser_id=self.advertiser_id,
+            offer_id=self.offer_id,
+            event=self.event,
+            duplicate_mode=self.duplicate_mode,
+            assumes_no_duplicate_event=self.assumed_no_duplicate_event,
+            **money,
+        )
 
 
-def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
+def decide(params: PostbackParams, facts: Facts, defs: DefinitionsView) -> Decision:
     """Checks 3 to 12 of docs/postbacks.md, in order, on these facts; the first that
     refuses decides. Pure: ``defs`` may load a definition it has not cached, nothing else
     is read."""
@@ -358,21 +378,11 @@ def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
             return _decide_event(params, facts, defs, links)
         return _decide_conversion(params, facts, defs, links)
     except Refused as refusal:
-        return Decision(
-            refusal.reason,
-            refusal.message,
-            params.kind,
-            params=params,
-            advertiser_id=links.advertiser_id,
-            offer_id=links.offer_id,
-            event=links.event,
-            duplicate_mode=links.duplicate_mode,
-            assumes_no_duplicate_event=links.assumed_no_duplicate_event,
-        )
+        return links.decision(params, refusal.reason, refusal.message)
 
 
 def _click_checks(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> tuple[ClickFacts, OfferDefinition]:
     """Checks 3 to 6, the same for conversions and events."""
     click = facts.click
@@ -385,7 +395,9 @@ def _click_checks(
     return click, offer
 
 
-def check_token(params: PostbackParams, offer: OfferDefinition | None, defs: Definitions) -> int:
+def check_token(
+    params: PostbackParams, offer: OfferDefinition | None, defs: DefinitionsView
+) -> int:
     """Check 3 (docs/postbacks.md): ``secure`` is an advertiser's token; that advertiser's ID.
 
     When it is the token of the click's offer's advertiser (``offer``), checks 3, 4 and 5
@@ -437,13 +449,13 @@ def check_offer_matches(params: PostbackParams, click: ClickFacts) -> None:
 
 
 def _decide_conversion(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     check_duplicate_conversion(click)
     check_amount_given(params, offer.money, what="This offer")
     # Conversion check 9: accepted.
-    return _accepted(params, links, offer, offer.money, event=None)
+    return _accepted(params, links, offer, offer.money)
 
 
 def check_duplicate_conversion(click: ClickFacts) -> None:
@@ -466,7 +478,7 @@ def check_amount_given(params: PostbackParams, money: MoneyRules, *, what: str) 
 
 
 def _decide_event(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     by_id, by_name = check_event_known(params, click, defs.events(click.offer_id))
@@ -479,7 +491,7 @@ def _decide_event(
     # Event check 12: accepted, in the status its conversion's status gives it.
     status, reason, by_rule = event_record_status(click)
     return replace(
-        _accepted(params, links, offer, event.money, event=event, mode=mode),
+        _accepted(params, links, offer, event.money),
         record_status=status,
         record_status_reason=reason,
         status_by_rule=by_rule,
@@ -581,29 +593,16 @@ def check_duplicate_event(facts: Facts, event: EventDefinition, mode: DuplicateM
 
 
 def _accepted(
-    params: PostbackParams,
-    links: _Links,
-    offer: OfferDefinition,
-    money: MoneyRules,
-    *,
-    event: EventDefinition | None,
-    mode: DuplicateMode = DuplicateMode.NONE,
+    params: PostbackParams, links: _Links, offer: OfferDefinition, money: MoneyRules
 ) -> Decision:
     """The accepted decision, with its money (docs/postbacks.md "Money"): the rule's revenue
     and payout for ``amount``, in the currency sent or else the offer's."""
-    return Decision(
+    return links.decision(
+        params,
         Reason.ACCEPTED,
-        "",
-        params.kind,
-        params=params,
-        advertiser_id=links.advertiser_id,
-        offer_id=offer.id,
-        event=event,
         revenue=money.revenue(params.amount),
         payout=money.payout(params.amount),
         currency=params.currency or offer.currency,
-        duplicate_mode=mode,
-        assumes_no_duplicate_event=links.assumed_no_duplicate_event,
     )
 
 

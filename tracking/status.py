@@ -509,7 +509,7 @@ def status_postback_process(
     except rules.Refused as refusal:
         decision = _decision(refusal.reason, refusal.message, parsed, links)
         click = read.click if read is not None else None
-        return postback._refuse(request, decision, click=click, dry_run=False)
+        return postback._answer(request, decision, click=click, dry_run=False)
 
     with transaction.atomic():
         result = record_status_change(

@@ -29,7 +29,10 @@ PURCHASE = EventDefinition(
 )
 RENEW = EventDefinition(101, 10, "renew", True, FIXED)
 CPS_PURCHASE = EventDefinition(110, 11, "purchase", False, CPS)
-DEFS = Definitions.of(offers=[OFFER_10, OFFER_11, OFFER_20], events=[PURCHASE, RENEW, CPS_PURCHASE])
+CPS_RENEW = EventDefinition(111, 11, "renew", True, CPS)
+DEFS = Definitions.of(
+    offers=[OFFER_10, OFFER_11, OFFER_20], events=[PURCHASE, RENEW, CPS_PURCHASE, CPS_RENEW]
+)
 
 CONVERTED = ClickFacts(offer_id=10, has_conversion=True)
 FRESH = ClickFacts(offer_id=10, has_conversion=False)
@@ -145,6 +148,16 @@ def test_an_unknown_duplicate_fact_is_assumed_absent_and_said_so():
         Reason.NO_CONVERSION,
         False,
     )
+
+
+def test_a_refusal_after_check_10_says_which_records_it_assumed_absent():
+    decision = decide(
+        params(event_name="renew", adv_sub="order-2"), Facts(ClickFacts(11, has_conversion=True))
+    )
+
+    assert decision.reason == Reason.AMOUNT_REQUIRED
+    assert decision.assumes_no_duplicate_event
+    assert decision.duplicate_mode is DuplicateMode.SAME_ADV_SUB
 
 
 @pytest.mark.parametrize(
