@@ -197,7 +197,9 @@ def record_status_change(
     model = record if isinstance(record, type) else type(record)
     pk = record_id if record_id is not None else record.pk
     reason = (reason or "")[:REASON_LIMIT]
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (the status postback's, with its log row):
+    # nothing here is caught and retried, so a failure rolls the whole transaction back.
+    with transaction.atomic(savepoint=False):
         locked = _locked(model, pk)
         is_event = model is EventRecord
         verdict = transition_verdict(
