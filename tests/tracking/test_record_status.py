@@ -253,3 +253,23 @@ def test_record_lists_show_every_status_and_filter_by_status(analyst_client):
     event = EventRecordFactory(status="rejected")
     body = analyst_client.get("/api/v1/event-records/", {"status": "rejected"}).json()
     assert [row["id"] for row in body["results"]] == [event.pk]
+
+
+def test_the_schema_documents_the_status_patch_and_history(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    for path, item in [
+        ("/api/v1/conversions/{id}/", "Conversion"),
+        ("/api/v1/event-records/{id}/", "EventRecord"),
+    ]:
+        patch_op = schema["paths"][path]["patch"]
+        body = patch_op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert body.endswith("/StatusUpdate") or body.endswith("/PatchedStatusUpdate")
+        assert patch_op["responses"]["200"]["content"]["application/json"]["schema"][
+            "$ref"
+        ].endswith(f"/{item}")
+        assert {"403", "409"} <= set(patch_op["responses"])
+        assert "put" not in schema["paths"][path]
+    conversion = schema["components"]["schemas"]["Conversion"]["properties"]
+    assert {"status", "status_reason", "status_changed_at", "status_history"} <= set(conversion)
+    entry = schema["components"]["schemas"]["StatusChange"]["properties"]
+    assert set(entry) == {"from", "to", "reason", "source", "user", "at"}
