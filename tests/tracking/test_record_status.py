@@ -273,3 +273,16 @@ def test_the_schema_documents_the_status_patch_and_history(client):
     assert {"status", "status_reason", "status_changed_at", "status_history"} <= set(conversion)
     entry = schema["components"]["schemas"]["StatusChange"]["properties"]
     assert set(entry) == {"from", "to", "reason", "source", "user", "at"}
+
+
+def test_the_demo_data_shows_every_status_with_its_history():
+    from django.core.management import call_command
+
+    call_command("demo_data", clicks=600, days=5, stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+    statuses = set(Conversion.objects.values_list("status", flat=True))
+    assert statuses == {"approved", "pending", "rejected"}
+    assert StatusChange.objects.filter(source="postback", to_status="rejected").exists()
+    assert StatusChange.objects.filter(source="admin", to_status="pending").exists()
+    for conversion in Conversion.objects.filter(status="rejected"):
+        assert not conversion.event_records.exclude(status="rejected").exists()
