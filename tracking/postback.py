@@ -171,8 +171,8 @@ def postback_process(
         and read.click is not None
         and read.click.conversion_id is not None
     ):
-        # Accepting an event locks its conversion first (docs/postbacks.md "Record
-        # status"): its status is read again inside the write's transaction and decided on.
+        # Accepting an event locks its conversion first (docs/postbacks.md "Approving and
+        # rejecting"): its status is read again inside the write's transaction and decided on.
         # (On PostgreSQL the write statement itself locks the conversion: see _write_sql.)
         with transaction.atomic():
             return _decide_and_write(request, parsed, _with_locked_conversion(read), False)
@@ -437,8 +437,8 @@ def _write_sql(kind: RecordKind, deliveries: bool = False) -> str:
     The insert's conditions are the facts the decision assumed: for an event, that the
     click has no record making it a duplicate (check 10), and that its conversion has the
     status it was decided on (check 10a, the record's status), read under the conversion's
-    lock: accepting an event locks its conversion first (docs/postbacks.md "Record
-    status"). Where that status is no longer so, nothing is written and the statement
+    lock: accepting an event locks its conversion first (docs/postbacks.md "Approving and
+    rejecting"). Where that status is no longer so, nothing is written and the statement
     returns the status it found (the caller decides again on it). ``ON CONFLICT DO
     NOTHING`` lets the unique constraints decide a race that reading cannot see (two
     requests at once: exactly one inserts).
@@ -628,9 +628,9 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False) -> str:
     )
     if kind is RecordKind.EVENT:
         # The conversion's status as predicted; and accepting an event locks its conversion
-        # first (docs/postbacks.md "Record status"): FOR SHARE waits for a status change in
-        # progress (which locks it FOR UPDATE), reads the status it left, and holds a later
-        # change back until this statement has written.
+        # first (docs/postbacks.md "Approving and rejecting"): FOR SHARE waits for a status
+        # change in progress (which locks it FOR UPDATE), reads the status it left, and
+        # holds a later change back until this statement has written.
         conditions.append("click.conversion_status = %(conversion_status)s::text")
         conversion = "v.id AS conversion_id, v.status AS conversion_status"
         from_candidate |= {
@@ -696,9 +696,17 @@ def _candidate_offers(params: PostbackParams, defs: Definitions) -> Sequence[int
         return (offer_id,) if offer_id is not None else ()
     advertiser_id = defs.cached_advertiser_for_token(params.secure)
     offers = defs.cached_advertiser_offers(advertiser_id) if advertiser_id is not None else None
-    if offers is None or len(offers) > MAX_CANDIDATES:
+    if offers is None:
         return ()
-    return offers
+    if params.event_name is not None:
+        # Only the offers with an event of that name can accept it.
+        offers = [o for o in offers if params.event_name in _cached_event_names(defs, o)]
+    return offers if len(offers) <= MAX_CANDIDATES else ()
+
+
+def _cached_event_names(defs: Definitions, offer_id: int) -> Mapping[str, object]:
+    events = defs.cached_events(offer_id)
+    return events.by_name if events is not None else {}
 
 
 def _candidates(params: PostbackParams, defs: Definitions) -> list[Decision]:
