@@ -411,27 +411,14 @@ def pick_record(
     return candidates[0]
 
 
-@dataclass
-class _Links:
-    """Where the request got: what its log row links, whatever the answer."""
-
-    advertiser_id: int | None = None
-    offer_id: int | None = None
-    event: Any = None
-
-
 def _target(
-    params: rules.PostbackParams, request: StatusRequest, read: Any, links: _Links
+    params: rules.PostbackParams, request: StatusRequest, read: Any, links: Any
 ) -> tuple[type, int]:
-    """Checks 3 to 6 (/postback's, the same functions), then the record the status postback
-    names (the status check table's first three rows)."""
+    """Checks 3 to 6 (/postback's own, so a check added there, such as an IP allow-list,
+    holds here too), then the record the status postback names (the status check table's
+    first three rows)."""
+    click_facts, _offer = rules._click_checks(params, read.facts, read.defs, links)
     click = read.click
-    offer = read.defs.offer(click.offer_id) if click is not None else None
-    links.advertiser_id = rules.check_token(params, offer, read.defs)
-    click_facts, offer = rules.check_click_known(click.facts if click is not None else None, offer)
-    links.offer_id = click_facts.offer_id
-    rules.check_click_advertiser(offer, links.advertiser_id)
-    rules.check_offer_matches(params, click_facts)
 
     if params.kind is not rules.RecordKind.EVENT and request.record_id is None:
         if click.conversion_id is None:
@@ -463,7 +450,7 @@ def _target(
     return EventRecord, record_id
 
 
-def _decision(reason: Reason, message: str, params: Any, links: _Links) -> rules.Decision:
+def _decision(reason: Reason, message: str, params: Any, links: Any) -> rules.Decision:
     """The log row's view of a status postback's answer (type ``status``)."""
     return rules.Decision(
         reason,
@@ -499,7 +486,7 @@ def status_postback_process(
     row. Database errors propagate (the view answers ``503``).
     """
     request = postback._request(params, method, ip, user_agent)
-    links = _Links()
+    links = rules._Links()
     parsed = None
     read = None
     try:
