@@ -670,22 +670,28 @@ def _cached_event_names(defs: Definitions, offer_id: int) -> Mapping[str, object
     return events.by_name if events is not None else {}
 
 
+def _predicted(params: PostbackParams, offer_id: int) -> Facts:
+    """The facts an accepted postback for ``offer_id`` finds, as far as they can be
+    foreseen: the click exists and is that offer's, and has its conversion for an event
+    (approved, the common case: ``PREDICTED_CONVERSION_STATUS``), none for a conversion (the
+    duplicate fact is left unknown: the rules assume none)."""
+    has_conversion = params.kind is RecordKind.EVENT
+    return Facts(
+        click=ClickFacts(
+            offer_id=offer_id,
+            has_conversion=has_conversion,
+            conversion_status=PREDICTED_CONVERSION_STATUS if has_conversion else None,
+        )
+    )
+
+
 def _candidates(params: PostbackParams, defs: Definitions) -> list[Decision]:
     """The decision for each offer the postback may be for, on the facts predicted for it,
     where that decision accepts."""
     cached = defs.cached_only()
-    has_conversion = params.kind is RecordKind.EVENT
-    conversion_status = PREDICTED_CONVERSION_STATUS if has_conversion else None
     accepted = []
     for offer_id in _candidate_offers(params, defs):
-        predicted = Facts(
-            click=ClickFacts(
-                offer_id=offer_id,
-                has_conversion=has_conversion,
-                conversion_status=conversion_status,
-            )
-        )
-        decision = rules.decide(params, predicted, cached)
+        decision = rules.decide(params, _predicted(params, offer_id), cached)
         if decision.accepted:
             accepted.append(decision)
     return accepted
@@ -747,8 +753,9 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     values |= {
         "transaction_id": params.transaction_id,
         "version": defs.version,
-        "has_conversion": kind is RecordKind.EVENT,
-        "conversion_status": PREDICTED_CONVERSION_STATUS,
+        # The same for every candidate; the statement checks them of the click it reads.
+        "has_conversion": _predicted(params, first.offer_id).click.has_conversion,
+        "conversion_status": _predicted(params, first.offer_id).click.conversion_status,
         "adv_sub": params.adv_sub,
         "candidates": json.dumps([_candidate_row(c) for c in candidates]),
     }
