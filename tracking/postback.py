@@ -711,15 +711,14 @@ def _cached_event_names(defs: Definitions, offer_id: int) -> Mapping[str, object
 
 def _predicted(params: PostbackParams, offer_id: int) -> Facts:
     """The facts an accepted postback for ``offer_id`` finds, as far as they can be
-    foreseen: the click exists and is that offer's, and has its conversion for an event,
-    none for a conversion (the duplicate fact is left unknown: the rules assume none)."""
+    foreseen: the click exists and is that offer's, and has its conversion for an event
+    (approved, the common case: ``PREDICTED_CONVERSION_STATUS``), none for a conversion (the
+    duplicate fact is left unknown: the rules assume none)."""
     has_conversion = params.kind is RecordKind.EVENT
     return Facts(
         click=ClickFacts(
             offer_id=offer_id,
             has_conversion=has_conversion,
-            # An event's conversion as predicted (the common case): see
-            # PREDICTED_CONVERSION_STATUS.
             conversion_status=PREDICTED_CONVERSION_STATUS if has_conversion else None,
         )
     )
@@ -802,9 +801,9 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     values |= {
         "transaction_id": params.transaction_id,
         "version": defs.version,
-        # The same for every candidate; the statement checks it of the click it reads.
+        # The same for every candidate; the statement checks them of the click it reads.
         "has_conversion": _predicted(params, first.offer_id).click.has_conversion,
-        "conversion_status": PREDICTED_CONVERSION_STATUS,
+        "conversion_status": _predicted(params, first.offer_id).click.conversion_status,
         "adv_sub": params.adv_sub,
         "candidates": json.dumps([_candidate_row(c) for c in candidates]),
     }
