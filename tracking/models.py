@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from offers.models import CURRENCY_REGEX, Advertiser, Event, Offer, Publisher
+from offers.models import CURRENCY_REGEX, Advertiser, Event, Offer, OfferCap, Publisher
 
 
 class Click(models.Model):
@@ -245,6 +245,10 @@ class Reason(models.TextChoices):
     EVENT_MISMATCH = "event_mismatch", "Event mismatch"
     NO_CONVERSION = "no_conversion", "No conversion"
     DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
+    # docs/postbacks.md "Offer rules".
+    IP_NOT_ALLOWED = "ip_not_allowed", "IP not allowed"
+    CLICK_EXPIRED = "click_expired", "Click expired"
+    WAITING_FOR_CONVERSION = "waiting_for_conversion", "Waiting for conversion"
     UNAVAILABLE = "unavailable", "Unavailable"
 
 
@@ -290,6 +294,11 @@ class PostbackLog(models.Model):
     # The record this request created (only when accepted).
     conversion = models.ForeignKey(Conversion, **LOG_LINK, related_name="+")
     event_record = models.ForeignKey(EventRecord, **LOG_LINK, related_name="+")
+    # A kept early event (reason waiting_for_conversion) keeps its arrival and its 202; these
+    # say how it ended: recorded (200 accepted) or refused (its reason), and when.
+    decided_at = models.DateTimeField(null=True, blank=True)
+    final_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    final_reason = models.CharField(max_length=32, blank=True, default="", choices=Reason.choices)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -307,8 +316,19 @@ class PostbackLog(models.Model):
                     Q(reason="accepted")
                     & (Q(conversion__isnull=False) | Q(event_record__isnull=False))
                 )
-                | (~Q(reason="accepted") & Q(conversion__isnull=True, event_record__isnull=True)),
+                | (~Q(reason="accepted") & Q(conversion__isnull=True, event_record__isnull=True))
+                # A kept early event links the record it became when it was recorded later.
+                | Q(
+                    reason="waiting_for_conversion",
+                    final_reason="accepted",
+                    conversion__isnull=True,
+                    event_record__isnull=False,
+                ),
                 name="postbacklog_accepted_links_record",
+            ),
+            models.CheckConstraint(
+                condition=Q(final_reason="") | Q(final_reason__in=Reason.values),
+                name="postbacklog_final_reason_valid",
             ),
         ]
         indexes = [
@@ -329,3 +349,64 @@ class PostbackLog(models.Model):
 
     def __str__(self) -> str:
         return f"Postback #{self.pk} {self.reason}"
+
+
+class CapCounter(models.Model):
+    """What the approved records of one cap's period add up to (docs/postbacks.md "Caps").
+
+    Kept up to date in the transaction that writes or changes a record, so a postback never
+    counts records: it adds to one row with a conditional update (``used + x <= limit``),
+    which also makes the last slot go to exactly one of any number of simultaneous
+    conversions.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    cap = models.ForeignKey(OfferCap, on_delete=models.CASCADE, related_name="counters")
+    # The first day of the period in TIME_ZONE (a Monday for weeks, the 1st for months);
+    # 1970-01-01 for a total.
+    period_start = models.DateField()
+    used = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            # One counter per cap and period: the row every postback of that period updates.
+            models.UniqueConstraint(
+                fields=["cap", "period_start"], name="capcounter_one_per_period"
+            ),
+            models.CheckConstraint(condition=Q(used__gte=0), name="capcounter_used_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cap {self.cap_id} from {self.period_start}: {self.used}"
+
+
+class KeptPostback(models.Model):
+    """An early event (docs/postbacks.md "Early events"): an event postback that came before
+    its click's conversion, kept until the conversion comes or its time passes. Its log row
+    tells the story; this row is deleted when it is decided (whoever deletes it decides it,
+    so it is decided once)."""
+
+    id = models.BigAutoField(primary_key=True)
+    log = models.OneToOneField(PostbackLog, on_delete=models.CASCADE, related_name="kept")
+    click = models.ForeignKey(Click, on_delete=models.CASCADE, db_index=False)
+    # The event as resolved on arrival; judged by its definition when the conversion comes.
+    # Deleting the event closes it (unknown_event), so no database link.
+    event_id = models.IntegerField()
+    # The parsed parameters (amount, currency, adv_sub … adv_sub5). Never the token.
+    params = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # A click's kept postbacks in arrival order, when its conversion is recorded.
+            models.Index(fields=["click", "id"], name="keptpostback_click"),
+            # The sweep of those whose time has passed.
+            models.Index(fields=["expires_at"], name="keptpostback_expires"),
+            # Closing an event's kept postbacks when it is deleted.
+            models.Index(fields=["event_id"], name="keptpostback_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Kept postback #{self.pk}"

@@ -26,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
@@ -97,6 +97,9 @@ class _Request:
     method: str
     ip: str | None
     user_agent: str
+    check_allow_list: bool = True
+    #: The time the postback is judged at (check 7a) and its records and log row carry.
+    now: datetime = field(default_factory=timezone.now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +110,15 @@ class _Click:
     offer_id: int
     publisher_id: int
     conversion_id: int | None
+    created_at: datetime | None = None
 
     @property
     def facts(self) -> ClickFacts:
-        return ClickFacts(offer_id=self.offer_id, has_conversion=self.conversion_id is not None)
+        return ClickFacts(
+            offer_id=self.offer_id,
+            has_conversion=self.conversion_id is not None,
+            created_at=self.created_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +128,13 @@ class _Read:
     defs: Definitions
     click: _Click | None
 
-    @property
-    def facts(self) -> Facts:
-        return Facts(click=self.click.facts if self.click is not None else None)
+    def facts(self, request: "_Request") -> Facts:
+        return Facts(
+            click=self.click.facts if self.click is not None else None,
+            ip=request.ip,
+            check_allow_list=request.check_allow_list,
+            now=request.now,
+        )
 
 
 def postback_process(
@@ -132,6 +144,7 @@ def postback_process(
     ip: str | None = None,
     user_agent: str = "",
     dry_run: bool = False,
+    check_allow_list: bool = True,
 ) -> PostbackOutcome:
     """Decide a postback, record it if accepted, log it, and say what to answer.
 
@@ -141,8 +154,10 @@ def postback_process(
     row when rejected, and nothing at all when ``dry_run`` (the body then carries
     ``"id": null`` where it would accept). Database errors other than a lost race
     propagate: the caller answers ``503`` for an unreachable database.
+    ``check_allow_list=False`` skips the advertiser's IP allow-list (check 3a): the admin's
+    Test postback, which comes from the account manager's browser, not the advertiser.
     """
-    request = _request(params, method, ip, user_agent)
+    request = _request(params, method, ip, user_agent, check_allow_list=check_allow_list)
     parsed = rules.parse(request.params)
     if isinstance(parsed, Decision):  # checks 1 and 2
         return _refuse(request, parsed, click=None, dry_run=dry_run)
@@ -151,7 +166,7 @@ def postback_process(
     if attempt.outcome is not None:
         return attempt.outcome
     read = attempt.read or _read_click(parsed.transaction_id)
-    facts = read.facts
+    facts = read.facts(request)
     decision = rules.decide(parsed, facts, read.defs)
     if parsed.offer_id is None and parsed.event_id is None and on_postgresql():
         _learn_candidates(read.defs, decision)
@@ -188,9 +203,16 @@ def postback_unreadable(
     return _refuse(request, rules.unreadable(message), click=None, dry_run=False)
 
 
-def _request(params: Mapping[str, str], method: str, ip: str | None, user_agent: str) -> _Request:
+def _request(
+    params: Mapping[str, str],
+    method: str,
+    ip: str | None,
+    user_agent: str,
+    *,
+    check_allow_list: bool = True,
+) -> _Request:
     params = {str(name): "" if value is None else str(value) for name, value in params.items()}
-    return _Request(params, method, ip, user_agent)
+    return _Request(params, method, ip, user_agent, check_allow_list)
 
 
 def _outcome(decision: Decision, *, log_id: int | None, record_id: int | None) -> PostbackOutcome:
@@ -211,7 +233,7 @@ def _outcome(decision: Decision, *, log_id: int | None, record_id: int | None) -
 # conversion_one_per_click.
 _CLICK_SQL = """
 SELECT {version}, c.id, c.offer_id, c.publisher_id,
-       (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id)
+       (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id), c.created_at
 FROM (SELECT 1) AS one
 LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
 """
@@ -230,15 +252,19 @@ def _read_click(transaction_id: str) -> _Read:
     if not on_postgresql():
         row = (
             Click.objects.filter(transaction_id=transaction_id)
-            .values_list("id", "offer_id", "publisher_id")
+            .values_list("id", "offer_id", "publisher_id", "created_at")
             .first()
             if known_format
             else None
         )
         if row is None:
             return _Read(definitions(version=None), None)
-        conversion_id = Conversion.objects.filter(click_id=row[0]).values_list("id").first()
-        return _Read(definitions(version=None), _Click(*row, conversion_id and conversion_id[0]))
+        click_id, offer_id, publisher_id, created_at = row
+        conversion_id = Conversion.objects.filter(click_id=click_id).values_list("id").first()
+        click = _Click(
+            click_id, offer_id, publisher_id, conversion_id and conversion_id[0], created_at
+        )
+        return _Read(definitions(version=None), click)
     ((version, click_id, *click),) = run(
         _click_sql(), {"transaction_id": transaction_id if known_format else None}
     )
@@ -322,6 +348,10 @@ def _log_values(
         "offer_id": decision.offer_id,
         "event_id": decision.event.id if decision.event is not None else None,
         "click_id": linked.id if linked is not None else None,
+        # Set later, only for a kept early event (docs/postbacks.md "Early events").
+        "decided_at": None,
+        "final_status_code": None,
+        "final_reason": "",
     }
 
 
@@ -355,7 +385,7 @@ def _refuse(
     own autocommit insert)."""
     log_id = None
     if not dry_run:
-        log = _log_values(request, decision, click, created_at=timezone.now())
+        log = _log_values(request, decision, click, created_at=request.now)
         log |= _log_outcome(decision)
         if on_postgresql():
             ((log_id,),) = run(_insert_log_sql(), _sql_values(_LOG, log))
@@ -405,7 +435,7 @@ def _write(
 ) -> PostbackOutcome:
     """Write an accepted decision and its log row in one statement (PostgreSQL); where the
     insert does nothing, ``otherwise`` is the answer, logged in the same statement."""
-    now = timezone.now()
+    now = request.now
     values = _sql_values(_RECORDS[decision.kind], _record_values(decision, click, created_at=now))
     values |= _sql_values(_LOG_WITH_RECORD, _log_values(request, decision, click, created_at=now))
     values |= {
@@ -428,7 +458,7 @@ def _write_with_orm(
 ) -> PostbackOutcome:
     """The same write with the ORM (databases other than PostgreSQL), in one transaction:
     the unique constraints refuse a duplicate (``IntegrityError``), ``otherwise`` answers."""
-    now = timezone.now()
+    now = request.now
     model = EventRecord if decision.kind is RecordKind.EVENT else Conversion
     with transaction.atomic():
         try:
@@ -469,6 +499,7 @@ _CANDIDATE_COLUMNS = {
     "revenue": "numeric",
     "payout": "numeric",
     "currency": "text",
+    "clicked_after": "timestamptz",
 }
 
 
@@ -491,6 +522,8 @@ def _at_once_sql(kind: RecordKind) -> str:
     conditions = [
         "click.version = %(version)s",
         "(click.conversion_id IS NOT NULL) = %(has_conversion)s",
+        # Check 7a: the click is within the offer's conversion window (NULL: no window).
+        "(c_clicked_after IS NULL OR click.created_at >= c_clicked_after)",
     ]
     if kind is RecordKind.EVENT:
         from_candidate |= {
@@ -503,7 +536,8 @@ def _at_once_sql(kind: RecordKind) -> str:
     return f"""
 WITH click AS (
     SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id,
-           (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id
+           (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id,
+           c.created_at
     FROM (SELECT 1) AS one
     LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
 ), candidate AS (
@@ -525,7 +559,7 @@ WITH click AS (
     RETURNING id
 )
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
-       (SELECT id FROM record), (SELECT id FROM log)
+       click.created_at, (SELECT id FROM record), (SELECT id FROM log)
 FROM click
 """  # noqa: S608 - only names and constants are interpolated
 
@@ -544,14 +578,19 @@ def _candidate_offers(params: PostbackParams, defs: Definitions) -> Sequence[int
     return offers
 
 
-def _candidates(params: PostbackParams, defs: Definitions) -> list[Decision]:
+def _candidates(request: _Request, params: PostbackParams, defs: Definitions) -> list[Decision]:
     """The decision for each offer the postback may be for, on the facts predicted for it,
     where that decision accepts."""
     cached = defs.cached_only()
     has_conversion = params.kind is RecordKind.EVENT
     accepted = []
     for offer_id in _candidate_offers(params, defs):
-        predicted = Facts(click=ClickFacts(offer_id=offer_id, has_conversion=has_conversion))
+        predicted = Facts(
+            click=ClickFacts(offer_id=offer_id, has_conversion=has_conversion),
+            ip=request.ip,
+            check_allow_list=request.check_allow_list,
+            now=request.now,
+        )
         decision = rules.decide(params, predicted, cached)
         if decision.accepted:
             accepted.append(decision)
@@ -586,12 +625,12 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         or not _TRANSACTION_ID_RE.fullmatch(params.transaction_id)
     ):
         return _Attempt()
-    candidates = _candidates(params, defs)
+    candidates = _candidates(request, params, defs)
     if not candidates:
         return _Attempt()
     kind = params.kind
     first = candidates[0]
-    now = timezone.now()
+    now = request.now
     record = _record_values(first, None, created_at=now)
     log = _log_values(request, first, None, created_at=now)
     values = _sql_values(_RECORDS[kind], record) | _sql_values(_AT_ONCE_LOG, log)
@@ -607,6 +646,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         "c_revenue": [c.revenue for c in candidates],
         "c_payout": [c.payout for c in candidates],
         "c_currency": [c.currency for c in candidates],
+        "c_clicked_after": [c.clicked_after for c in candidates],
     }
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         ((version, click_id, *click, record_id, log_id),) = run(_at_once_sql(kind), values)

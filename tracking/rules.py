@@ -26,9 +26,11 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
+from offers.allow_list import AllowList
 from offers.definitions import (
     EventDefinition,
     MoneyRules,
@@ -66,6 +68,9 @@ STATUS = {
     Reason.EVENT_MISMATCH: 422,
     Reason.NO_CONVERSION: 422,
     Reason.DUPLICATE_EVENT: 409,
+    Reason.IP_NOT_ALLOWED: 403,
+    Reason.CLICK_EXPIRED: 422,
+    Reason.WAITING_FOR_CONVERSION: 202,
     Reason.UNAVAILABLE: 503,
 }
 
@@ -137,6 +142,9 @@ class ClickFacts:
 
     offer_id: int
     has_conversion: bool
+    #: When the click was made (check 7a). None: not known (the one-statement path);
+    #: ``decide`` then assumes it is within the window and says so (``Decision.clicked_after``).
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +156,13 @@ class Facts:
     #: Check 10: whether the click has records of the event that make this postback a
     #: duplicate (``DuplicateMode``). None: not read; ``decide`` assumes not and says so.
     duplicate_event: bool | None = None
+    # What is known of the request itself.
+    #: The client's address (check 3a); None where it could not be read.
+    ip: str | None = None
+    #: False for the admin's Test postback, which skips the allow-list (and says one is set).
+    check_allow_list: bool = True
+    #: The time the postback is judged at (check 7a); None: now.
+    now: datetime | None = None
 
 
 class Definitions(Protocol):
@@ -158,6 +173,8 @@ class Definitions(Protocol):
     def events(self, offer_id: int) -> OfferEvents: ...
 
     def advertiser_for_token(self, token: str) -> int | None: ...
+
+    def allow_list(self, advertiser_id: int) -> AllowList: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +203,9 @@ class Decision:
     #: Check 10 passed only because ``Facts.duplicate_event`` was not known: the write must
     #: make "no duplicate" its condition, and a refusal must be asked again with the fact.
     assumes_no_duplicate_event: bool = False
+    #: Check 7a passed only because the click's time was not known: the write must make
+    #: "the click was made at or after this" its condition. None: no such assumption.
+    clicked_after: datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -321,6 +341,8 @@ class _Links:
     duplicate_mode: DuplicateMode = DuplicateMode.NONE
     #: Check 10 passed on an assumption (``Facts.duplicate_event`` unknown).
     assumed_no_duplicate_event: bool = False
+    #: Check 7a passed on an assumption (the click's time unknown): the earliest time allowed.
+    clicked_after: datetime | None = None
 
     def decision(
         self, params: PostbackParams, reason: Reason, message: str = "", **money: object
@@ -335,6 +357,7 @@ class _Links:
             event=self.event,
             duplicate_mode=self.duplicate_mode,
             assumes_no_duplicate_event=self.assumed_no_duplicate_event,
+            clicked_after=self.clicked_after,
             **money,
         )
 
@@ -359,6 +382,7 @@ def _click_checks(
     click = facts.click
     offer = defs.offer(click.offer_id) if click is not None else None
     links.advertiser_id = check_token(params, offer, defs)
+    check_ip_allowed(facts, defs.allow_list(links.advertiser_id))
     click, offer = check_click_known(click, offer)
     links.offer_id = click.offer_id
     check_click_advertiser(offer, links.advertiser_id)
@@ -382,6 +406,18 @@ def check_token(params: PostbackParams, offer: OfferDefinition | None, defs: Def
             "The secure token is not valid. Copy it again from the postback URL you were given.",
         )
     return advertiser_id
+
+
+def check_ip_allowed(facts: Facts, allow_list: AllowList) -> None:
+    """Check 3a (docs/postbacks.md): the token's advertiser's IP allow-list, when it has
+    one, admits the client's address. The admin's Test postback skips it
+    (``Facts.check_allow_list``)."""
+    if facts.check_allow_list and not allow_list.permits(facts.ip):
+        raise Refused(
+            Reason.IP_NOT_ALLOWED,
+            f"Postbacks with this secure token are only accepted from the advertiser's listed "
+            f"addresses, and {facts.ip or 'this address'} is not one of them.",
+        )
 
 
 def check_click_known(
@@ -422,6 +458,7 @@ def _decide_conversion(
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     check_duplicate_conversion(click)
+    links.clicked_after = check_click_in_window(click, offer, facts.now or datetime.now(UTC))
     check_amount_given(params, offer.money, what="This offer")
     # Conversion check 9: accepted.
     return _accepted(params, links, offer, offer.money)
@@ -434,6 +471,27 @@ def check_duplicate_conversion(click: ClickFacts) -> None:
             Reason.DUPLICATE_CONVERSION,
             "A conversion is already recorded for this transaction_id; it is counted once.",
         )
+
+
+def check_click_in_window(
+    click: ClickFacts, offer: OfferDefinition, now: datetime
+) -> datetime | None:
+    """Conversion check 7a (docs/postbacks.md): the click is no older than the offer's
+    conversion window (none: no limit). Where the click's time is not known, the earliest
+    time allowed: the write's condition."""
+    if offer.conversion_window_days is None:
+        return None
+    earliest = now - timedelta(days=offer.conversion_window_days)
+    if click.created_at is None:
+        return earliest
+    if click.created_at < earliest:
+        days = offer.conversion_window_days
+        raise Refused(
+            Reason.CLICK_EXPIRED,
+            f"This click is older than the offer's conversion window ({days} "
+            f"day{'s' if days != 1 else ''}); its conversion is no longer counted.",
+        )
+    return None
 
 
 def check_amount_given(params: PostbackParams, money: MoneyRules, *, what: str) -> None:
