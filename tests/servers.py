@@ -70,14 +70,17 @@ def gunicorn(database_url: str, log_path: Path, *, workers: int = 2) -> Iterator
         server.wait(timeout=30)
 
 
-def fire_at_once(urls: list[str], params_list: list[dict[str, str]]) -> list[requests.Response]:
-    """Release one request per (url, params) at the same instant, each on its own thread."""
+def fire_at_once(
+    urls: list[str], params_list: list[dict[str, str]], *, path: str = "/postback"
+) -> list[requests.Response]:
+    """Release one request per (url, params) at the same instant, each on its own thread
+    (to ``path``: ``/postback`` unless told)."""
     barrier = threading.Barrier(len(urls))
 
     def one(url: str, params: dict[str, str]) -> requests.Response:
         with requests.Session() as session:
             barrier.wait()
-            return session.get(f"{url}/postback", params=params, timeout=60)
+            return session.get(f"{url}{path}", params=params, timeout=60)
 
     with ThreadPoolExecutor(max_workers=len(urls)) as pool:
         return list(pool.map(one, urls, params_list))
