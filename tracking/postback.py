@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from offers.definitions import Definitions, cached_definitions, definitions, version_sql
 from offers.tokens import mask_token
-from tracking import rules
+from tracking import caps, rules
 from tracking.models import Click, Conversion, EventRecord, PostbackLog
 from tracking.rules import (
     PARAMETERS,
@@ -112,6 +112,7 @@ class _Click:
     conversion_id: int | None
     conversion_status: str | None = None
     created_at: datetime | None = None
+    is_test: bool = False
 
     @property
     def facts(self) -> ClickFacts:
@@ -120,6 +121,8 @@ class _Click:
             has_conversion=self.conversion_id is not None,
             conversion_status=self.conversion_status,
             created_at=self.created_at,
+            is_test=self.is_test,
+            publisher_id=self.publisher_id,
         )
 
 
@@ -198,21 +201,61 @@ def _decide_and_write(
         facts = replace(facts, duplicate_event=_has_duplicate(read.click, decision))
         decision = rules.decide(parsed, facts, read.defs)
 
+    if dry_run and decision.accepted and decision.caps:
+        # The dry run shows the status the caps would give the record, as they stand now.
+        status, reason, by_rule = caps.preview(decision, created_at=request.now)
+        decision = replace(
+            decision, record_status=status, record_status_reason=reason, status_by_rule=by_rule
+        )
     if not decision.accepted or dry_run:
         return _refuse(request, decision, click=read.click, dry_run=dry_run)
     assert read.click is not None
     # The answer should the insert do nothing: the fact it assumed was not so. (For an event
     # that allows multiple, sent without adv_sub, nothing can stop the insert.)
     otherwise = rules.decide(parsed, rules.if_not_inserted(facts, decision.kind), read.defs)
-    if not on_postgresql():
-        return _write_with_orm(request, decision, otherwise, read.click)
-    written = _write(request, decision, otherwise, read.click)
+    if decision.caps:
+        # The record, its log row and its caps' counters in one transaction.
+        with transaction.atomic():
+            written = _write_any(request, decision, otherwise, read.click)
+            if isinstance(written, PostbackOutcome) and written.record_id is not None:
+                return _with_caps(written, decision, created_at=request.now)
+    else:
+        written = _write_any(request, decision, otherwise, read.click)
     if isinstance(written, str):
         # The conversion's status changed between the read and the write: decide again on
         # the status the write found (under its lock).
         click = replace(read.click, conversion_status=written)
         return _decide_and_write(request, parsed, replace(read, click=click), dry_run)
     return written
+
+
+def _write_any(
+    request: _Request, decision: Decision, otherwise: Decision, click: _Click
+) -> PostbackOutcome | str:
+    if not on_postgresql():
+        return _write_with_orm(request, decision, otherwise, click)
+    return _write(request, decision, otherwise, click)
+
+
+def _with_caps(
+    written: PostbackOutcome, decision: Decision, *, created_at: datetime
+) -> PostbackOutcome:
+    """The record just written takes its caps' slots (tracking/caps.py); where that changes
+    the status its rules gave it (a cap is full), the record says so before anyone sees it
+    (its first status: no history entry)."""
+    assert decision.params is not None
+    status, reason, by_rule = caps.take_slots(decision, created_at=created_at)
+    if (status, reason) == (decision.record_status, decision.record_status_reason):
+        return written
+    changed = {"status": status, "status_reason": reason}
+    model = Conversion
+    if decision.kind is RecordKind.EVENT:
+        model, changed["status_by_rule"] = EventRecord, by_rule
+    model.objects.filter(pk=written.record_id).update(**changed)
+    capped = replace(
+        decision, record_status=status, record_status_reason=reason, status_by_rule=by_rule
+    )
+    return replace(written, body=capped.body(record_id=written.record_id))
 
 
 def postback_unreadable(
@@ -264,7 +307,7 @@ def _outcome(decision: Decision, *, log_id: int | None, record_id: int | None) -
 # has this transaction_id. Serves: tracking_click's unique index on transaction_id, then
 # conversion_one_per_click.
 _CLICK_SQL = """
-SELECT {version}, c.id, c.offer_id, c.publisher_id, v.id, v.status, c.created_at
+SELECT {version}, c.id, c.offer_id, c.publisher_id, v.id, v.status, c.created_at, c.is_test
 FROM (SELECT 1) AS one
 LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
 LEFT JOIN tracking_conversion v ON v.click_id = c.id
@@ -284,19 +327,19 @@ def _read_click(transaction_id: str) -> _Read:
     if not on_postgresql():
         row = (
             Click.objects.filter(transaction_id=transaction_id)
-            .values_list("id", "offer_id", "publisher_id", "created_at")
+            .values_list("id", "offer_id", "publisher_id", "created_at", "is_test")
             .first()
             if known_format
             else None
         )
         if row is None:
             return _Read(definitions(version=None), None)
-        click_id, offer_id, publisher_id, created_at = row
+        click_id, offer_id, publisher_id, created_at, is_test = row
         conversion = (
             Conversion.objects.filter(click_id=click_id).values_list("id", "status").first()
         )
         click = _Click(
-            click_id, offer_id, publisher_id, *(conversion or (None, None)), created_at=created_at
+            click_id, offer_id, publisher_id, *(conversion or (None, None)), created_at, is_test
         )
         return _Read(definitions(version=None), click)
     ((version, click_id, *click),) = run(
@@ -579,6 +622,7 @@ _CANDIDATE_COLUMNS = {
     "payout": "numeric",
     "currency": "text",
     "clicked_after": "timestamptz",
+    "clicked_before": "timestamptz",
 }
 
 
@@ -603,6 +647,9 @@ def _at_once_sql(kind: RecordKind) -> str:
         "(click.conversion_id IS NOT NULL) = %(has_conversion)s",
         # Check 7a: the click is within the offer's conversion window (NULL: no window).
         "(c_clicked_after IS NULL OR click.created_at >= c_clicked_after)",
+        # min_conversion_seconds: the conversion is not too fast (NULL: no minimum). A test
+        # click is exempt, so it is left to the ordinary path to see.
+        "(c_clicked_before IS NULL OR click.created_at <= c_clicked_before)",
     ]
     conversion = (
         "(SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id, "
@@ -630,7 +677,8 @@ def _at_once_sql(kind: RecordKind) -> str:
     WHERE v.click_id = (SELECT id FROM the_click) FOR SHARE"""
     return f"""
 WITH the_click AS (
-    SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id, c.created_at
+    SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id, c.created_at,
+           c.is_test
     FROM (SELECT 1) AS one
     LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s{lock}
 ), click AS (
@@ -655,7 +703,8 @@ WITH the_click AS (
     RETURNING id
 )
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
-       click.conversion_status, click.created_at, (SELECT id FROM record), (SELECT id FROM log)
+       click.conversion_status, click.created_at, click.is_test, (SELECT id FROM record),
+       (SELECT id FROM log)
 FROM click
 """  # noqa: S608 - only names and constants are interpolated
 
@@ -698,7 +747,10 @@ def _candidates(request: _Request, params: PostbackParams, defs: Definitions) ->
             now=request.now,
         )
         decision = rules.decide(params, predicted, cached)
-        if decision.accepted:
+        # A capped offer's records take their caps' slots in the ordinary path's
+        # transaction (tracking/caps.py); so do records a money cap holds for their currency.
+        held = decision.record_status_reason == rules.CAP_CURRENCY
+        if decision.accepted and not decision.caps and not held:
             accepted.append(decision)
     return accepted
 
@@ -756,6 +808,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         "c_payout": [c.payout for c in candidates],
         "c_currency": [c.currency for c in candidates],
         "c_clicked_after": [c.clicked_after for c in candidates],
+        "c_clicked_before": [c.clicked_before for c in candidates],
     }
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         ((version, click_id, *click, record_id, log_id),) = run(_at_once_sql(kind), values)

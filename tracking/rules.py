@@ -32,6 +32,7 @@ from typing import Protocol
 
 from offers.allow_list import AllowList
 from offers.definitions import (
+    CapDefinition,
     EventDefinition,
     MoneyRules,
     OfferDefinition,
@@ -84,6 +85,10 @@ STATUS = {
 
 #: The status reason of an event recorded pending because its conversion is pending.
 CONVERSION_PENDING = "conversion_pending"
+#: Status reasons of the offer rules (docs/postbacks.md "Caps, windows").
+CAP_REACHED = "cap_reached"
+CAP_CURRENCY = "cap_currency"
+TOO_FAST = "too_fast"
 
 # fullmatch with explicit ASCII classes: \d would accept other scripts' digits, and "$"
 # would accept a trailing newline.
@@ -161,6 +166,11 @@ class ClickFacts:
     #: The conversion's status (None without one): event checks 10a and the new record's
     #: status depend on it.
     conversion_status: str | None = None
+    #: Made from the admin's Test postback tab: its records ignore caps and
+    #: ``min_conversion_seconds``. (The one-statement path predicts False.)
+    is_test: bool = False
+    #: The click's publisher (a cap's scope). None: not known (the one-statement path).
+    publisher_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +232,12 @@ class Decision:
     #: Check 7a passed only because the click's time was not known: the write must make
     #: "the click was made at or after this" its condition. None: no such assumption.
     clicked_after: datetime | None = None
+    #: ``min_conversion_seconds`` passed only because the click's time was not known: the
+    #: write must make "the click was made at or before this" its condition.
+    clicked_before: datetime | None = None
+    #: The caps the writer must take a slot of (docs/postbacks.md "Caps"): each one that is
+    #: full makes the record ``pending`` or ``rejected`` (``capped_status``).
+    caps: tuple[CapDefinition, ...] = ()
     #: The status an accepted record is recorded in, and why (docs/postbacks.md "Record
     #: status"); ``status_by_rule`` marks a status set by "events follow their conversion".
     record_status: str = RecordStatus.APPROVED.value
@@ -482,10 +498,94 @@ def _decide_conversion(
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     check_duplicate_conversion(click)
-    links.clicked_after = check_click_in_window(click, offer, facts.now or datetime.now(UTC))
+    now = facts.now or datetime.now(UTC)
+    links.clicked_after = check_click_in_window(click, offer, now)
     check_amount_given(params, offer.money, what="This offer")
-    # Conversion check 9: accepted.
-    return _accepted(params, links, offer, offer.money)
+    # Conversion check 9: accepted, in the status the offer's rules give it.
+    accepted = _accepted(params, links, offer, offer.money)
+    too_fast, clicked_before = conversion_too_fast(click, offer, now)
+    caps, other_currency = applicable_caps(offer, click, accepted)
+    status, reason = initial_status(too_fast=too_fast, other_currency=other_currency)
+    return replace(
+        accepted,
+        record_status=status,
+        record_status_reason=reason,
+        clicked_before=clicked_before,
+        caps=caps,
+    )
+
+
+def conversion_too_fast(
+    click: ClickFacts, offer: OfferDefinition, now: datetime
+) -> tuple[bool, datetime | None]:
+    """``min_conversion_seconds`` (docs/postbacks.md): a conversion sooner than this after
+    its click is recorded ``rejected`` (``too_fast``); test clicks are exempt. (too fast,
+    the latest click time assumed where the click's time is not known)"""
+    if offer.min_conversion_seconds <= 0 or click.is_test:
+        return False, None
+    latest = now - timedelta(seconds=offer.min_conversion_seconds)
+    if click.created_at is None:
+        return False, latest
+    return click.created_at > latest, None
+
+
+def applicable_caps(
+    offer: OfferDefinition, click: ClickFacts, accepted: "Decision"
+) -> tuple[tuple[CapDefinition, ...], bool]:
+    """The offer's caps this record counts against (docs/postbacks.md "Caps"): those of the
+    whole offer or of the click's publisher; ``conversions`` caps for a conversion only,
+    ``payout``/``revenue`` caps for conversions and events alike. None for a test click.
+    (caps, whether a money cap applies but the record is in another currency: then it is
+    recorded ``pending`` / ``cap_currency`` and counts against no money cap.)"""
+    if click.is_test or not offer.caps:
+        return (), False
+    is_conversion = accepted.kind is RecordKind.CONVERSION
+    caps = []
+    other_currency = False
+    for cap in offer.caps:
+        # An unknown publisher (a prediction) counts every cap: the writer decides.
+        if click.publisher_id is not None and not cap.applies_to(click.publisher_id):
+            continue
+        if not cap.counts_money:
+            if is_conversion:
+                caps.append(cap)
+        elif accepted.currency != offer.currency:
+            other_currency = True
+        else:
+            caps.append(cap)
+    return tuple(caps), other_currency
+
+
+def cap_amount(cap: CapDefinition, decision: "Decision") -> Decimal:
+    """What the record adds to the cap's counter."""
+    if cap.metric == "conversions":
+        return Decimal(1)
+    return decision.payout if cap.metric == "payout" else decision.revenue
+
+
+def initial_status(*, too_fast: bool, other_currency: bool) -> tuple[str, str]:
+    """The status a conversion's rules give it before its caps are taken."""
+    if too_fast:
+        return RecordStatus.REJECTED.value, TOO_FAST
+    if other_currency:
+        return RecordStatus.PENDING.value, CAP_CURRENCY
+    return RecordStatus.APPROVED.value, ""
+
+
+def capped_status(
+    decision: "Decision", full: "tuple[CapDefinition, ...] | list[CapDefinition]"
+) -> tuple[str, str, bool]:
+    """The record's status once its caps were tried (``full``: those that had no room), by
+    the precedence ``too_fast`` > hard cap > soft cap > ``cap_currency`` /
+    ``conversion_pending`` (docs/postbacks.md "Record status"). (status, reason, set by the
+    rule "events follow their conversion")"""
+    if decision.record_status_reason == TOO_FAST:
+        return decision.record_status, TOO_FAST, False
+    if any(cap.is_hard for cap in full):
+        return RecordStatus.REJECTED.value, CAP_REACHED, False
+    if full:
+        return RecordStatus.PENDING.value, CAP_REACHED, False
+    return decision.record_status, decision.record_status_reason, decision.status_by_rule
 
 
 def check_duplicate_conversion(click: ClickFacts) -> None:
@@ -539,13 +639,21 @@ def _decide_event(
     links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
     check_conversion_not_rejected(click)
     check_amount_given(params, event.money, what=f"The event “{event.name}”")
-    # Event check 12: accepted, in the status its conversion's status gives it.
+    # Event check 12: accepted, in the status its conversion's status gives it (and, once
+    # the writer tried them, its money caps).
     status, reason, by_rule = event_record_status(click)
+    accepted = _accepted(params, links, offer, event.money)
+    caps, other_currency = applicable_caps(offer, click, accepted)
+    if other_currency:
+        # Held for the manager, not by the rule: approving the conversion must not approve
+        # it past the cap.
+        status, reason, by_rule = RecordStatus.PENDING.value, CAP_CURRENCY, False
     return replace(
-        _accepted(params, links, offer, event.money),
+        accepted,
         record_status=status,
         record_status_reason=reason,
         status_by_rule=by_rule,
+        caps=caps,
     )
 
 

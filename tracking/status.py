@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from tracking import postback, rules
+from tracking import caps, postback, rules
 from tracking.models import (
     Conversion,
     EventRecord,
@@ -241,6 +241,8 @@ def _write(
         raise RuntimeError(f"{model.__name__} {record.pk} changed under its lock")
     for name, value in changed.items():
         setattr(record, name, value)
+    # A cap counts approved records: its counter follows (tracking/caps.py).
+    caps.follow_status(record, previous=previous, status=status)
     link = "event_record" if model is EventRecord else "conversion"
     StatusChange.objects.create(
         **{link: record},
@@ -260,7 +262,20 @@ def _follow(conversion: Conversion, *, at: Any) -> list[tuple[int, str, str]]:
         EventRecord.objects.select_for_update()
         .filter(click_id=conversion.click_id)
         .order_by("id")
-        .only("id", "status", "status_by_rule", "status_reason")
+        .only(
+            "id",
+            "status",
+            "status_by_rule",
+            "status_reason",
+            # What tracking/caps.py reads of a record whose status changes.
+            "offer_id",
+            "click_id",
+            "publisher_id",
+            "currency",
+            "revenue",
+            "payout",
+            "created_at",
+        )
     )
     facts = [EventFacts(e.id, e.status, e.status_by_rule) for e in events]
     by_id = {e.id: e for e in events}
