@@ -28,7 +28,7 @@ from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from offers.definitions import CapDefinition
+from offers.definitions import CapDefinition, OfferDefinition
 from offers.models import OfferCap
 from tracking import rules
 from tracking.models import CapCounter, Click, Conversion, EventRecord, RecordStatus
@@ -198,3 +198,17 @@ def cap_usage(caps: Iterable[OfferCap]) -> dict[int, Decimal]:
         wanted |= Q(cap_id=cap.pk, period_start=period_start(cap.period, day))
     used = dict(CapCounter.objects.filter(wanted).values_list("cap_id", "used")) if caps else {}
     return {cap.pk: used.get(cap.pk, Decimal(0)) for cap in caps}
+
+
+def hard_cap_full(offer: OfferDefinition, *, publisher_id: int, at: datetime) -> bool:
+    """Whether a hard cap of the offer, or of this publisher on it, is full for the current
+    period (a click is then sent to the offer's fallback URL). One query, and only for an
+    offer with hard caps."""
+    hard = [c for c in offer.caps if c.is_hard and c.applies_to(publisher_id)]
+    if not hard:
+        return False
+    day = local_day(at)
+    wanted = Q(pk__in=[])
+    for cap in hard:
+        wanted |= Q(cap_id=cap.id, period_start=period_start(cap.period, day), used__gte=cap.limit)
+    return CapCounter.objects.filter(wanted).exists()

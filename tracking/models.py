@@ -38,6 +38,9 @@ class Click(models.Model):
     referrer = models.CharField(max_length=2048, blank=True, default="")
     # Made from the admin's Test postback tab, so account managers can tell them apart.
     is_test = models.BooleanField(default=False)
+    # Made while a hard cap of its offer (or publisher) was full: sent to the offer's
+    # fallback URL (docs/postbacks.md "Capped clicks").
+    capped = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
