@@ -301,3 +301,33 @@ class OfferCap(models.Model):
     def __str__(self) -> str:
         scope = f"publisher {self.publisher_id}" if self.publisher_id else "offer"
         return f"{self.limit} {self.metric} per {self.period} ({scope}, {self.mode})"
+
+
+class CapCounter(models.Model):
+    """What the approved records of one cap's period add up to (docs/postbacks.md "Caps").
+
+    Written only by tracking (tracking/caps.py), in the transaction that writes or changes a
+    record, so a postback never
+    counts records: it adds to one row with a conditional update (``used + x <= limit``),
+    which also makes the last slot go to exactly one of any number of simultaneous
+    conversions.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    cap = models.ForeignKey(OfferCap, on_delete=models.CASCADE, related_name="counters")
+    # The first day of the period in TIME_ZONE (a Monday for weeks, the 1st for months);
+    # 1970-01-01 for a total.
+    period_start = models.DateField()
+    used = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            # One counter per cap and period: the row every postback of that period updates.
+            models.UniqueConstraint(
+                fields=["cap", "period_start"], name="capcounter_one_per_period"
+            ),
+            models.CheckConstraint(condition=Q(used__gte=0), name="capcounter_used_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cap {self.cap_id} from {self.period_start}: {self.used}"

@@ -1,8 +1,9 @@
 """Caps' counters (docs/postbacks.md "Caps"): what the approved records of each cap's period
 add up to, kept in ``CapCounter`` rows in the transactions that write or change records.
 
-The rules (which caps a record counts against, the status a full cap gives it) are pure
-functions in tracking/rules.py; this module reads and writes the counters:
+Periods and each cap's use in the current period (for the offer page and the API) are
+read in offers/caps.py. The rules (which caps a record counts against, the status a full
+cap gives it) are pure functions in tracking/rules.py; this module writes the counters:
 
 - ``take_slots``: a new record takes a slot of each of its caps with a conditional update
   (``used < limit``), so of any number of simultaneous records exactly as many get a slot
@@ -13,14 +14,12 @@ functions in tracking/rules.py; this module reads and writes the counters:
   (rejecting frees its slot; nothing is approved automatically when one frees).
 - ``counter_start``: a new cap's counter for the current period starts at what the approved
   records of that period already add up to (the only count over records, once per cap).
-- ``cap_usage``: each cap's use in the current period, for the offer page and the API.
 
 Counters are taken in cap ID order, so two transactions never wait on each other's
 counters in opposite orders.
 """
 
-from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -28,48 +27,11 @@ from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from offers.caps import local_day, period_bounds, period_start
 from offers.definitions import CapDefinition, OfferDefinition
-from offers.models import OfferCap
+from offers.models import CapCounter, OfferCap
 from tracking import rules
-from tracking.models import CapCounter, Click, Conversion, EventRecord, RecordStatus
-
-#: The period of a ``total`` cap.
-TOTAL_START = date(1970, 1, 1)
-
-
-def period_start(period: str, day: date) -> date:
-    """The first day of the period of ``period`` holding ``day`` (a date in TIME_ZONE): the day
-    itself, the Monday of its week, the 1st of its month, or ``TOTAL_START``."""
-    if period == OfferCap.Period.DAY:
-        return day
-    if period == OfferCap.Period.WEEK:
-        return day - timedelta(days=day.weekday())
-    if period == OfferCap.Period.MONTH:
-        return day.replace(day=1)
-    return TOTAL_START
-
-
-def period_bounds(period: str, day: date) -> tuple[datetime | None, datetime | None]:
-    """The period holding ``day`` as aware datetimes in TIME_ZONE [start, end); a total: none."""
-    if period == OfferCap.Period.TOTAL:
-        return None, None
-    start = period_start(period, day)
-    if period == OfferCap.Period.DAY:
-        end = start + timedelta(days=1)
-    elif period == OfferCap.Period.WEEK:
-        end = start + timedelta(days=7)
-    else:
-        end = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-    tz = timezone.get_current_timezone()
-    as_time = datetime.min.time()
-    return (
-        timezone.make_aware(datetime.combine(start, as_time), tz),
-        timezone.make_aware(datetime.combine(end, as_time), tz),
-    )
-
-
-def local_day(at: datetime) -> date:
-    return timezone.localtime(at).date()
+from tracking.models import Click, Conversion, EventRecord, RecordStatus
 
 
 def _ensure(cap_id: int, start: date) -> None:
@@ -187,17 +149,6 @@ def counter_start(cap: OfferCap) -> None:
     CapCounter.objects.update_or_create(
         cap=cap, period_start=start, defaults={"used": _approved_sum(cap, day)}
     )
-
-
-def cap_usage(caps: Iterable[OfferCap]) -> dict[int, Decimal]:
-    """Each cap's use in the current period (0 where no record counted yet)."""
-    caps = list(caps)
-    day = local_day(timezone.now())
-    wanted = Q(pk__in=[])
-    for cap in caps:
-        wanted |= Q(cap_id=cap.pk, period_start=period_start(cap.period, day))
-    used = dict(CapCounter.objects.filter(wanted).values_list("cap_id", "used")) if caps else {}
-    return {cap.pk: used.get(cap.pk, Decimal(0)) for cap in caps}
 
 
 def hard_cap_full(offer: OfferDefinition, *, publisher_id: int, at: datetime) -> bool:

@@ -35,6 +35,17 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
+            name="CapCounter",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("period_start", models.DateField()),
+                (
+                    "used",
+                    models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=16),
+                ),
+            ],
+        ),
+        migrations.CreateModel(
             name="OfferCap",
             fields=[
                 (
@@ -201,6 +212,15 @@ class Migration(migrations.Migration):
                 to="offers.publisher",
             ),
         ),
+        migrations.AddField(
+            model_name="capcounter",
+            name="cap",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="counters",
+                to="offers.offercap",
+            ),
+        ),
         migrations.AddConstraint(
             model_name="offercap",
             constraint=models.CheckConstraint(
@@ -225,6 +245,18 @@ class Migration(migrations.Migration):
             model_name="offercap",
             constraint=models.CheckConstraint(
                 condition=models.Q(("limit__gt", 0)), name="offercap_limit_gt_0"
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="capcounter",
+            constraint=models.UniqueConstraint(
+                fields=("cap", "period_start"), name="capcounter_one_per_period"
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="capcounter",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("used__gte", 0)), name="capcounter_used_gte_0"
             ),
         ),
         migrations.RunPython(create_trigger, drop_trigger),

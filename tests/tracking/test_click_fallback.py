@@ -4,10 +4,10 @@ offer's fallback URL."""
 
 import pytest
 
-from offers.models import OfferCap
+from offers.models import CapCounter, OfferCap
 from tests.factories import OfferFactory, PublisherFactory
 from tracking import caps
-from tracking.models import CapCounter, Click
+from tracking.models import Click
 
 pytestmark = pytest.mark.django_db
 

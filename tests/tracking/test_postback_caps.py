@@ -9,7 +9,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from offers.models import OfferCap
+from offers import caps as offer_caps
+from offers.models import CapCounter, OfferCap
 from tests.factories import (
     ClickFactory,
     ConversionFactory,
@@ -20,7 +21,7 @@ from tests.factories import (
 from tests.markers import requires_postgresql
 from tests.servers import answers, fire_at_once
 from tracking import caps
-from tracking.models import CapCounter, Conversion, EventRecord, PostbackLog
+from tracking.models import Conversion, EventRecord, PostbackLog
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +60,7 @@ def test_a_hard_cap_records_conversions_past_it_rejected(client):
     ]
     statuses = list(Conversion.objects.order_by("id").values_list("status", "status_reason"))
     assert statuses == [("approved", ""), ("approved", ""), ("rejected", "cap_reached")]
-    assert caps.cap_usage([hard]) == {hard.pk: Decimal(2)}
+    assert offer_caps.cap_usage([hard]) == {hard.pk: Decimal(2)}
     # Its first status: no history entry.
     assert not Conversion.objects.last().status_changes.exists()
     assert PostbackLog.objects.filter(reason="accepted").count() == 3
@@ -82,7 +83,7 @@ def test_a_hard_cap_wins_over_a_soft_one_and_takes_no_slot_of_the_other(client):
     results = [outcome(convert(client, offer=offer))[2:] for _ in range(2)]
 
     assert results == [("approved", ""), ("rejected", "cap_reached")]
-    assert caps.cap_usage([soft, hard]) == {soft.pk: 1, hard.pk: 1}
+    assert offer_caps.cap_usage([soft, hard]) == {soft.pk: 1, hard.pk: 1}
 
 
 def test_too_fast_wins_over_a_cap_and_takes_no_slot(client):
@@ -94,7 +95,7 @@ def test_too_fast_wins_over_a_cap_and_takes_no_slot(client):
 
     assert fast[2:] == ("rejected", "too_fast")
     assert outcome(convert(client, slow))[2:] == ("approved", "")
-    assert caps.cap_usage([daily]) == {daily.pk: 1}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 1}
 
 
 def test_a_publisher_cap_holds_only_that_publishers_conversions(client):
@@ -125,7 +126,7 @@ def test_a_payout_cap_adds_up_conversions_and_events_and_caps_events_too(client)
     assert conversion[2] == "approved"
     # 3.00 + 1.00 = 4.00: full; the next event is held.
     assert events == [("approved", ""), ("pending", "cap_reached")]
-    assert caps.cap_usage([payout]) == {payout.pk: Decimal("4.00")}
+    assert offer_caps.cap_usage([payout]) == {payout.pk: Decimal("4.00")}
 
 
 def test_a_money_cap_holds_a_record_in_another_currency(client):
@@ -135,7 +136,7 @@ def test_a_money_cap_holds_a_record_in_another_currency(client):
     response = convert(client, offer=offer, currency="EUR")
 
     assert outcome(response)[2:] == ("pending", "cap_currency")
-    assert caps.cap_usage([revenue]) == {revenue.pk: 0}
+    assert offer_caps.cap_usage([revenue]) == {revenue.pk: 0}
 
 
 def test_test_clicks_ignore_caps_and_the_minimum_time(client):
@@ -147,7 +148,7 @@ def test_test_clicks_ignore_caps_and_the_minimum_time(client):
     response = convert(client, ClickFactory(offer=offer, is_test=True))
 
     assert outcome(response)[2:] == ("approved", "")
-    assert caps.cap_usage([daily]) == {daily.pk: 1}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 1}
 
 
 def test_rejecting_a_record_frees_its_slot_and_nothing_is_approved_automatically(client):
@@ -164,10 +165,10 @@ def test_rejecting_a_record_frees_its_slot_and_nothing_is_approved_automatically
     )
 
     assert rejected.json()["reason"] == "updated"
-    assert caps.cap_usage([daily]) == {daily.pk: 0}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 0}
     assert Conversion.objects.get(pk=held["id"]).status == "rejected"
     assert outcome(convert(client, offer=offer))[2] == "approved"
-    assert caps.cap_usage([daily]) == {daily.pk: 1}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 1}
 
 
 def test_an_advertiser_cannot_approve_a_record_a_cap_holds(client):
@@ -199,7 +200,7 @@ def test_a_manager_approving_a_held_record_counts_it(client):
 
     record_status_change(record=Conversion, record_id=held["id"], status="approved", source="api")
 
-    assert caps.cap_usage([daily]) == {daily.pk: 2}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 2}
 
 
 def test_a_new_cap_starts_from_the_periods_approved_records():
@@ -209,7 +210,7 @@ def test_a_new_cap_starts_from_the_periods_approved_records():
 
     daily = cap(offer, limit=5)
 
-    assert caps.cap_usage([daily]) == {daily.pk: 2}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 2}
 
 
 def test_events_of_a_pending_conversion_take_no_slot(client):
@@ -221,7 +222,7 @@ def test_events_of_a_pending_conversion_take_no_slot(client):
     response = convert(client, conversion.click, event_id=str(event.pk))
 
     assert outcome(response)[2:] == ("pending", "conversion_pending")
-    assert caps.cap_usage([payout]) == {payout.pk: 0}
+    assert offer_caps.cap_usage([payout]) == {payout.pk: 0}
     assert EventRecord.objects.get().status_by_rule
 
 
@@ -259,7 +260,7 @@ def test_periods_are_calendar_periods_in_time_zone(settings, period, local, star
     settings.TIME_ZONE = "America/New_York"
     at = timezone.make_aware(local)  # in TIME_ZONE
 
-    assert caps.period_start(period, caps.local_day(at)) == start
+    assert offer_caps.period_start(period, offer_caps.local_day(at)) == start
 
 
 def test_a_utc_time_counts_in_the_day_of_time_zone(settings):
@@ -267,8 +268,8 @@ def test_a_utc_time_counts_in_the_day_of_time_zone(settings):
     # Monday 03:00 UTC is still Sunday evening in New York: last week's counter.
     at = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
 
-    assert caps.period_start("week", caps.local_day(at)) == date(2026, 11, 30)
-    assert caps.period_bounds("day", caps.local_day(at))[0].isoformat() == (
+    assert offer_caps.period_start("week", offer_caps.local_day(at)) == date(2026, 11, 30)
+    assert offer_caps.period_bounds("day", offer_caps.local_day(at))[0].isoformat() == (
         "2026-12-06T00:00:00-05:00"
     )
 
@@ -333,4 +334,4 @@ def test_with_one_slot_left_exactly_one_of_fifty_simultaneous_conversions_is_app
     new = Conversion.objects.filter(click__in=clicks)
     assert new.filter(status="approved").count() == 1
     assert new.filter(status="rejected", status_reason="cap_reached").count() == 49
-    assert caps.cap_usage([daily]) == {daily.pk: 3}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 3}
