@@ -2,7 +2,7 @@
 each cap's counter says for the current period. The counters are written by tracking
 (tracking/caps.py) in the transactions that write or change records."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -59,3 +59,19 @@ def cap_usage(caps: Iterable[OfferCap]) -> dict[int, Decimal]:
         wanted |= Q(cap_id=cap.pk, period_start=period_start(cap.period, day))
     used = dict(CapCounter.objects.filter(wanted).values_list("cap_id", "used")) if caps else {}
     return {cap.pk: used.get(cap.pk, Decimal(0)) for cap in caps}
+
+
+#: What to do when a cap is made: tracking registers the start of its counter (what the
+#: period's approved records already add up to), which only tracking can count.
+_on_cap_created: list[Callable[[OfferCap], None]] = []
+
+
+def on_cap_created(hook: Callable[[OfferCap], None]) -> None:
+    if hook not in _on_cap_created:
+        _on_cap_created.append(hook)
+
+
+def cap_created(cap: OfferCap) -> None:
+    """Call after saving a new cap (offers.services and the admin do)."""
+    for hook in _on_cap_created:
+        hook(cap)
