@@ -21,8 +21,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from offers.forms import EVENT_FIELDS, AdvertiserAddForm, EventForm, OfferForm
-from offers.models import Advertiser, Event, Offer, Publisher
+from offers.caps import cap_created, cap_usage
+from offers.forms import EVENT_FIELDS, AdvertiserAddForm, AdvertiserForm, EventForm, OfferForm
+from offers.models import Advertiser, Event, Offer, OfferCap, Publisher
 from offers.postback_urls import (
     conversion_status_url,
     event_postback_url,
@@ -46,6 +47,7 @@ OFFER_TABS = [
     ("general", "General"),
     ("tracking", "Tracking"),
     ("revenue-payout", "Revenue & Payout"),
+    ("rules", "Caps & rules"),
     ("test-postback", "Test postback"),
 ]
 TAB_ANCHORS = {anchor for anchor, _ in OFFER_TABS}
@@ -83,8 +85,10 @@ class AdvertiserAdmin(admin.ModelAdmin):
         # Meta.ordering does not apply to aggregating queries: order explicitly for paging.
         return super().get_queryset(request).annotate(offer_count=Count("offers")).order_by("name")
 
+    form = AdvertiserForm
+
     def get_fields(self, request: HttpRequest, obj: Advertiser | None = None) -> list[str]:
-        return ["name"] if obj is None else ["name", "created_at"]
+        return ["name"] if obj is None else ["name", "allowed_ips", "created_at"]
 
     def get_form(
         self,
@@ -204,9 +208,29 @@ class EventRow:
     status_url: str = ""
 
 
+class OfferCapInline(admin.TabularInline):
+    """The offer's caps (docs/postbacks.md "Caps"), each with its use in the current period."""
+
+    model = OfferCap
+    extra = 0
+    fields = ["metric", "period", "limit", "publisher", "mode", "used"]
+    readonly_fields = ["used"]
+    autocomplete_fields = ["publisher"]
+    verbose_name = "cap"
+    verbose_name_plural = "Caps (a full cap holds conversions: soft → pending, hard → rejected)"
+
+    @admin.display(description="Used this period")
+    def used(self, cap: OfferCap) -> str:
+        if cap.pk is None:
+            return "—"
+        used = cap_usage([cap])[cap.pk]
+        return format_html("{} of {}", f"{used:.2f}", f"{cap.limit:.2f}")
+
+
 @admin.register(Offer)
 class OfferAdmin(admin.ModelAdmin):
     form = OfferForm
+    inlines = [OfferCapInline]
     list_display = [
         "name",
         "id",
@@ -243,12 +267,33 @@ class OfferAdmin(admin.ModelAdmin):
             "Offer postback URL parameters",
             {"fields": ["parameters"], "classes": ["ct-tab-revenue-payout"]},
         ),
+        (
+            "Conversion rules",
+            {
+                "fields": ["conversion_window_days", "min_conversion_seconds", "fallback_url"],
+                "classes": ["ct-tab-rules"],
+                "description": "A conversion for a click older than the window is refused "
+                "(422 click_expired); one sooner than the minimum after its click is recorded "
+                "rejected (too_fast). While a hard cap is full, clicks go to the fallback URL. "
+                "The caps are edited below the tabs.",
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["ct-tab-general"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Offer]:
         # Meta.ordering does not apply to aggregating queries: order explicitly for paging.
         return super().get_queryset(request).annotate(event_count=Count("events")).order_by("-id")
+
+    def save_formset(
+        self, request: HttpRequest, form: ModelForm, formset: Any, change: bool
+    ) -> None:
+        new_caps = [f.instance for f in formset.forms if f.instance.pk is None]
+        super().save_formset(request, form, formset, change)
+        # A new cap's counter starts from the period's approved records (offers.caps).
+        for cap in new_caps:
+            if formset.model is OfferCap and cap.pk is not None:
+                cap_created(cap)
 
     @admin.display(description="Revenue")
     def revenue(self, offer: Offer) -> str:
@@ -292,7 +337,10 @@ class OfferAdmin(admin.ModelAdmin):
             for event in events
         ]
         highlight = request.GET.get("event", "")
+        caps = list(OfferCap.objects.filter(offer=offer).select_related("publisher").order_by("pk"))
+        usage = cap_usage(caps)
         return {
+            "cap_rows": [{"cap": cap, "used": f"{usage[cap.pk]:.2f}"} for cap in caps],
             "offer_postback_url": shown_url(request, offer_postback_url(offer), advertiser),
             "conversion_status_url": shown_url(request, conversion_status_url(offer), advertiser),
             "offer_revenue": money_rule(offer.revenue_type, offer.revenue_value, offer.currency),

@@ -1,5 +1,5 @@
 """The API's offer and advertiser rules (docs/postbacks.md "Caps, windows"): caps replaced
-whole and read back with their use, windows, early events, IP allow-lists."""
+whole and read back with their use, windows, IP allow-lists."""
 
 from decimal import Decimal
 
@@ -9,7 +9,6 @@ from offers.models import Advertiser, Offer, OfferCap
 from tests.factories import (
     AdvertiserFactory,
     ConversionFactory,
-    EventFactory,
     OfferFactory,
     PublisherFactory,
 )
@@ -143,17 +142,6 @@ def test_offer_windows_and_fallback_are_api_fields(manager_client):
     )
     assert zero.status_code == 400
     assert Offer.objects.get(pk=offer_id).fallback_url.startswith("https://fallback.example/")
-
-
-def test_an_events_wait_for_conversion_is_an_api_field_of_0_to_1440(manager_client):
-    event = EventFactory()
-    url = f"/api/v1/offers/{event.offer_id}/events/{event.pk}/"
-
-    ok = manager_client.patch(url, {"wait_for_conversion_minutes": 1440}, format="json")
-    too_long = manager_client.patch(url, {"wait_for_conversion_minutes": 1441}, format="json")
-
-    assert ok.status_code == 200 and ok.json()["wait_for_conversion_minutes"] == 1440
-    assert too_long.status_code == 400
 
 
 def test_analysts_read_caps_but_cannot_change_them(analyst_client):

@@ -2,13 +2,36 @@
 
 import django.db.models.deletion
 import django.utils.timezone
+from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
+
+#: The roles (0002_roles) over caps: account managers manage them, analysts view them.
+CAP_PERMISSIONS = {
+    "Account managers": ["add_offercap", "change_offercap", "delete_offercap", "view_offercap"],
+    "Analysts": ["view_offercap"],
+}
+
+
+def grant_cap_permissions(apps, schema_editor):
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, verbosity=0, apps=apps)
+        app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for name, codenames in CAP_PERMISSIONS.items():
+        group = Group.objects.filter(name=name).first()
+        if group is not None:
+            group.permissions.add(
+                *Permission.objects.filter(content_type__app_label="offers", codename__in=codenames)
+            )
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("offers", "0006_offer_rules"),
         ("tracking", "0006_record_status"),
+        ("tracking", "0002_roles"),
     ]
 
     operations = [
@@ -241,4 +264,5 @@ class Migration(migrations.Migration):
             model_name="keptpostback",
             index=models.Index(fields=["event_id"], name="keptpostback_event"),
         ),
+        migrations.RunPython(grant_cap_permissions, migrations.RunPython.noop),
     ]
