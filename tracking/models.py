@@ -40,7 +40,8 @@ class Click(models.Model):
     is_test = models.BooleanField(default=False)
     # Made while a hard cap of its offer (or publisher) was full: sent to the offer's
     # fallback URL (docs/postbacks.md "Capped clicks").
-    capped = models.BooleanField(default=False)
+    # (A database default too: bulk loads and other writers that name columns need not.)
+    capped = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -353,7 +354,9 @@ class PostbackLog(models.Model):
     # say how it ended: recorded (200 accepted) or refused (its reason), and when.
     decided_at = models.DateTimeField(null=True, blank=True)
     final_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    final_reason = models.CharField(max_length=32, blank=True, default="", choices=Reason.choices)
+    final_reason = models.CharField(
+        max_length=32, blank=True, default="", db_default="", choices=Reason.choices
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

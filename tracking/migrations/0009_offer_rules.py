@@ -59,7 +59,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="click",
             name="capped",
-            field=models.BooleanField(default=False),
+            field=models.BooleanField(db_default=False, default=False),
         ),
         migrations.AddField(
             model_name="postbacklog",
@@ -70,6 +70,7 @@ class Migration(migrations.Migration):
             model_name="postbacklog",
             name="final_reason",
             field=models.CharField(
+                db_default="",
                 blank=True,
                 choices=[
                     ("accepted", "Accepted"),
