@@ -33,9 +33,10 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from offers.definitions import Definitions, cached_definitions, definitions, version_sql
+from offers.models import Event
 from offers.tokens import mask_token
 from tracking import caps, rules
-from tracking.models import Click, Conversion, EventRecord, PostbackLog
+from tracking.models import Click, Conversion, EventRecord, KeptPostback, PostbackLog, Reason
 from tracking.rules import (
     PARAMETERS,
     UNPRINTABLE_RE,
@@ -167,7 +168,7 @@ def postback_process(
 
     attempt = _Attempt() if dry_run else _accept_at_once(request, parsed)
     if attempt.outcome is not None:
-        return attempt.outcome
+        return _after(attempt.outcome)
     read = attempt.read or _read_click(parsed.transaction_id)
     if (
         parsed.kind is RecordKind.EVENT
@@ -181,7 +182,45 @@ def postback_process(
         # (On PostgreSQL the write statement itself locks the conversion: see _write_sql.)
         with transaction.atomic():
             return _decide_and_write(request, parsed, _with_locked_conversion(read), False)
-    return _decide_and_write(request, parsed, read, dry_run)
+    outcome = _decide_and_write(request, parsed, read, dry_run)
+    return outcome if dry_run else _after(outcome)
+
+
+def _after(outcome: PostbackOutcome) -> PostbackOutcome:
+    """A conversion just recorded: its click's kept early events are judged now
+    (tracking/kept.py), if its offer has events that wait (known from the definitions)."""
+    if outcome.reason != Reason.ACCEPTED or outcome.is_event:
+        return outcome
+    offer_id = outcome.body["offer_id"]
+    defs = cached_definitions()
+    events = defs.cached_events(offer_id) if defs is not None else None
+    if events is None:
+        waits = Event.objects.filter(offer_id=offer_id, wait_for_conversion_minutes__gt=0).exists()
+    else:
+        waits = any(e.wait_for_conversion_minutes > 0 for e in events.by_id.values())
+    if waits:
+        from tracking import kept  # noqa: PLC0415 - kept imports this module
+
+        click_id = Conversion.objects.values_list("click_id", flat=True).get(pk=outcome.record_id)
+        kept.judge_click(click_id)
+    return outcome
+
+
+def _keep(request: _Request, decision: Decision, click: _Click) -> PostbackOutcome:
+    """Keep an early event (docs/postbacks.md "Early events"): its log row (202
+    ``waiting_for_conversion``) and its kept row together. Should the conversion have been
+    recorded meanwhile, it is judged at once (whoever locks it first decides it)."""
+    from tracking import kept  # noqa: PLC0415 - kept imports this module
+
+    with transaction.atomic():
+        log = _log_values(request, decision, click, created_at=request.now)
+        log_id = PostbackLog.objects.create(**(log | _log_outcome(decision))).pk
+        KeptPostback.objects.create(
+            **kept.kept_values(decision, click_id=click.id, log_id=log_id, at=request.now)
+        )
+    if Conversion.objects.filter(click_id=click.id).exists():
+        kept.judge_click(click.id)
+    return _outcome(decision, log_id=log_id, record_id=None)
 
 
 def _decide_and_write(
@@ -207,6 +246,9 @@ def _decide_and_write(
         decision = replace(
             decision, record_status=status, record_status_reason=reason, status_by_rule=by_rule
         )
+    if decision.reason == Reason.WAITING_FOR_CONVERSION and not dry_run:
+        assert read.click is not None
+        return _keep(request, decision, read.click)
     if not decision.accepted or dry_run:
         return _refuse(request, decision, click=read.click, dry_run=dry_run)
     assert read.click is not None

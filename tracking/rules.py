@@ -254,6 +254,18 @@ class Decision:
 
     def body(self, *, record_id: int | None) -> dict:
         """The JSON answer (``record_id`` None for a dry run or a refusal)."""
+        if self.reason == Reason.WAITING_FOR_CONVERSION:
+            assert self.params is not None and self.event is not None
+            return {
+                "status": "waiting",
+                "reason": self.reason.value,
+                "message": self.message,
+                "type": self.kind,
+                "transaction_id": self.params.transaction_id,
+                "offer_id": self.offer_id,
+                "event_id": self.event.id,
+                "event_name": self.event.name,
+            }
         if not self.accepted:
             return {"status": "rejected", "reason": self.reason.value, "message": self.message}
         assert self.params is not None and self.offer_id is not None
@@ -634,6 +646,15 @@ def _decide_event(
     click, offer = _click_checks(params, facts, defs, links)
     by_id, by_name = check_event_known(params, click, defs.events(click.offer_id))
     event = links.event = check_event_matches(by_id, by_name)
+    if not click.has_conversion and event.wait_for_conversion_minutes > 0:
+        # Early events (docs/postbacks.md): kept when checks 1–8 and 11 pass.
+        check_amount_given(params, event.money, what=f"The event “{event.name}”")
+        raise Refused(
+            Reason.WAITING_FOR_CONVERSION,
+            "No conversion is recorded for this transaction_id yet; this event is kept for "
+            f"{event.wait_for_conversion_minutes} minutes and recorded when the conversion "
+            "arrives.",
+        )
     check_conversion_exists(click)
     mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
     links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
@@ -647,6 +668,41 @@ def _decide_event(
     if other_currency:
         # Held for the manager, not by the rule: approving the conversion must not approve
         # it past the cap.
+        status, reason, by_rule = RecordStatus.PENDING.value, CAP_CURRENCY, False
+    return replace(
+        accepted,
+        record_status=status,
+        record_status_reason=reason,
+        status_by_rule=by_rule,
+        caps=caps,
+    )
+
+
+def decide_kept(
+    params: PostbackParams, facts: Facts, offer: OfferDefinition, event: EventDefinition | None
+) -> Decision:
+    """A kept early event, once its click's conversion is recorded (docs/postbacks.md "Early
+    events"): the checks that depend on the conversion (10, 10a) and the amount (11), with
+    the event as defined now, and the status its conversion and the offer's caps give it.
+    ``event`` None: it was deleted meanwhile (``unknown_event``)."""
+    links = _Links(advertiser_id=offer.advertiser_id, offer_id=offer.id, event=event)
+    click = facts.click
+    assert click is not None and click.has_conversion
+    try:
+        if event is None:
+            raise Refused(
+                Reason.UNKNOWN_EVENT, "The event was deleted while this postback was kept."
+            )
+        mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
+        links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
+        check_conversion_not_rejected(click)
+        check_amount_given(params, event.money, what=f"The event “{event.name}”")
+    except Refused as refusal:
+        return links.decision(params, refusal.reason, refusal.message)
+    status, reason, by_rule = event_record_status(click)
+    accepted = _accepted(params, links, offer, event.money)
+    caps, other_currency = applicable_caps(offer, click, accepted)
+    if other_currency:
         status, reason, by_rule = RecordStatus.PENDING.value, CAP_CURRENCY, False
     return replace(
         accepted,
