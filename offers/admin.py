@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -41,6 +42,16 @@ from offers.services import (
     event_update,
 )
 from offers.tokens import mask_token
+
+
+class ZeroIfEmptyField(forms.IntegerField):
+    def clean(self, value: Any) -> int:
+        return super().clean(value) or 0
+
+
+#: What an event's own page adds to the fields it is defined with (docs/postbacks.md "Early
+#: events").
+EVENT_RULE_FIELDS = ["wait_for_conversion_minutes"]
 
 #: The offer page's tabs: (anchor, title). The anchor is what the URL fragment names.
 OFFER_TABS = [
@@ -396,6 +407,18 @@ class EventAdmin(admin.ModelAdmin):
     def payout(self, event: Event) -> str:
         return money_rule(event.payout_type, event.payout_value, event.offer.currency)
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "wait_for_conversion_minutes":
+            # Left empty (or absent from an older form): 0, do not wait.
+            return ZeroIfEmptyField(
+                min_value=0,
+                max_value=1440,
+                required=False,
+                label=db_field.verbose_name.capitalize(),
+                help_text=db_field.help_text,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_actions(self, request: HttpRequest) -> dict:
         # The bulk delete would bypass event_delete (and list every protected record).
         actions = super().get_actions(request)
@@ -412,6 +435,9 @@ class EventAdmin(admin.ModelAdmin):
         if obj is None and self._offer_from_request(request) is None:
             # Opened from the Events list rather than an offer: ask which offer first.
             return ["offer", *EVENT_FIELDS]
+        if obj is not None:
+            # Defining an event asks exactly the spec's fields; its page adds the rules.
+            return [*EVENT_FIELDS, *EVENT_RULE_FIELDS]
         return EVENT_FIELDS
 
     def get_form(
@@ -453,7 +479,10 @@ class EventAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Event, form: ModelForm, change: bool) -> None:
         if change:
-            event_update(event=obj, **{name: form.cleaned_data[name] for name in EVENT_FIELDS})
+            names = [
+                name for name in (*EVENT_FIELDS, *EVENT_RULE_FIELDS) if name in form.cleaned_data
+            ]
+            event_update(event=obj, **{name: form.cleaned_data[name] for name in names})
         # Additions were made by event_create in save_form.
 
     def save_related(

@@ -236,6 +236,7 @@ class EventSerializer(serializers.ModelSerializer):
             "payout_value",
             "allow_multiple",
             "parameters",
+            "wait_for_conversion_minutes",
             "postback_url",
             "created_at",
             "updated_at",

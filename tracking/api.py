@@ -136,6 +136,10 @@ class PostbackLogSerializer(serializers.ModelSerializer):
             "click",
             "conversion",
             "event_record",
+            # A kept early event's end (docs/postbacks.md "Early events"); null otherwise.
+            "decided_at",
+            "final_status_code",
+            "final_reason",
         ]
         read_only_fields = fields
 

@@ -178,3 +178,42 @@ def test_an_early_cps_event_without_amount_is_refused_at_once(client, offer):
 
     assert (response.status_code, response.json()["reason"]) == (422, "amount_required")
     assert not KeptPostback.objects.exists()
+
+
+def test_the_log_shows_the_whole_story_in_the_admin_and_the_api(client, offer, manager_client):
+    from tests.conftest import admin_client_for  # noqa: PLC0415
+    from tests.factories import account_manager  # noqa: PLC0415
+
+    click = ClickFactory(offer=offer)
+    send(client, click, event_name="install")
+    send(client, click)
+    log = PostbackLog.objects.get(reason="waiting_for_conversion")
+
+    page = admin_client_for(account_manager()).get("/admin/tracking/postbacklog/")
+    item = manager_client.get(f"/api/v1/postbacks/?transaction_id={click.transaction_id}")
+
+    assert "waiting_for_conversion" in page.content.decode()
+    assert "→" in page.content.decode()
+    row = next(r for r in item.json()["results"] if r["id"] == log.pk)
+    assert (row["status_code"], row["final_status_code"], row["final_reason"]) == (
+        202,
+        200,
+        "accepted",
+    )
+    assert row["decided_at"] is not None
+
+
+def test_an_events_wait_is_set_on_its_page_and_in_the_api(offer, manager_client):
+    from tests.conftest import admin_client_for  # noqa: PLC0415
+    from tests.factories import account_manager  # noqa: PLC0415
+
+    event = Event.objects.get(offer=offer, name="no_wait")
+    url = f"/api/v1/offers/{offer.pk}/events/{event.pk}/"
+
+    ok = manager_client.patch(url, {"wait_for_conversion_minutes": 1440}, format="json")
+    too_long = manager_client.patch(url, {"wait_for_conversion_minutes": 1441}, format="json")
+    page = admin_client_for(account_manager()).get(f"/admin/offers/event/{event.pk}/change/")
+
+    assert ok.status_code == 200 and ok.json()["wait_for_conversion_minutes"] == 1440
+    assert too_long.status_code == 400
+    assert 'name="wait_for_conversion_minutes"' in page.content.decode()
