@@ -18,6 +18,7 @@ its own, so every hit reads the definitions (in-process, cheap).
 """
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -173,7 +174,7 @@ class Definitions:
 
     @classmethod
     def of(
-        cls, *, offers: list[OfferDefinition], events: list[EventDefinition] = ()
+        cls, *, offers: Sequence[OfferDefinition], events: Sequence[EventDefinition] = ()
     ) -> "Definitions":
         """Definitions made of these offers and events and nothing else, never loading
         anything (for the rules' tests, which run without a database)."""

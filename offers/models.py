@@ -60,9 +60,12 @@ class Advertiser(models.Model):
     )
     postback_token_digest = models.CharField(max_length=64, unique=True, editable=False)
     # docs/postbacks.md check 3a: where this advertiser's postbacks may come from.
+    # (Database defaults on the rule columns: older code paths and bulk loads that insert
+    # without naming them keep working.)
     allowed_ips = models.JSONField(
         "allowed IPs",
         default=list,
+        db_default=[],
         blank=True,
         validators=[validate_allow_list],
         help_text="Addresses and CIDR ranges (IPv4 or IPv6) the advertiser's postbacks may "
@@ -139,6 +142,7 @@ class Offer(models.Model):
         max_length=2000,
         blank=True,
         default="",
+        db_default="",
         help_text="Where clicks go while a hard cap of the offer (or of the click's publisher) "
         "is full. Same macros as the destination URL. Empty: the destination URL.",
     )
@@ -152,6 +156,7 @@ class Offer(models.Model):
     )
     min_conversion_seconds = models.PositiveIntegerField(
         default=0,
+        db_default=0,
         help_text="A conversion sooner than this many seconds after its click is recorded "
         "rejected (too_fast). 0: off.",
     )
@@ -214,6 +219,7 @@ class Event(models.Model):
     wait_for_conversion_minutes = models.PositiveIntegerField(
         "wait for conversion (minutes)",
         default=0,
+        db_default=0,
         validators=[MaxValueValidator(MAX_WAIT_FOR_CONVERSION_MINUTES)],
         help_text="When this event arrives before its click's conversion, keep it this many "
         "minutes (0–1440) and record it when the conversion comes. 0: refuse it "

@@ -81,7 +81,7 @@ def tracking_url(offer: Offer, *, publisher_id: int | str = "REPLACE", **subs: s
     return f"{settings.TRACKING_BASE_URL}/click?{query}"
 
 
-# --- Status postback URLs (SPEC "Record status (approval)", "Status postback") -------------
+# --- Status postback URLs (docs/postbacks.md "Approving and rejecting") -------------
 
 
 def _status_render(params: list[tuple[str, str]]) -> str:

@@ -792,7 +792,10 @@ class PostbackLogAdmin(RecordAdmin):
     def reason_display(self, log: PostbackLog) -> str:
         shown = format_html(
             '<span class="ct-reason ct-reason-{}">{}</span>',
-            "accepted" if log.reason == Reason.ACCEPTED else "rejected",
+            # A status postback's updated / unchanged answers are accepted ones too.
+            "accepted"
+            if log.reason in (Reason.ACCEPTED, Reason.UPDATED, Reason.UNCHANGED)
+            else "rejected",
             log.reason,
         )
         if log.final_reason:

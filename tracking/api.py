@@ -1,14 +1,14 @@
 """REST API for what was recorded: conversions, event records, the postback log.
 
 Records come only from postbacks: nobody creates, edits or deletes one through the API. The
-one write is a record's status (SPEC "Record status (approval)"): ``PATCH
+one write is a record's status (docs/postbacks.md "Approving and rejecting"): ``PATCH
 /api/v1/conversions/{id}/`` and ``/api/v1/event-records/{id}/`` with ``{"status",
 "reason"}``, for account managers (``RolePermissions``: the model's ``change`` permission,
 which only they hold; analysts get 403), through ``tracking.status``.
 """
 
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -158,19 +158,9 @@ class StatusChangeViewSet(RecordViewSet):
 
     http_method_names = ["get", "patch", "head", "options"]
 
-    @extend_schema(
-        request=StatusUpdateSerializer,
-        responses={
-            200: OpenApiResponse(description="The record with its new status and history."),
-            409: OpenApiResponse(
-                description="invalid_transition: e.g. approving an event record whose "
-                "conversion is rejected."
-            ),
-        },
-    )
     def partial_update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        """Set the record's status (and reason); events follow a conversion (SPEC "Record
-        status (approval)"). Setting the status it has changes nothing."""
+        """Set the record's status (and reason); events follow a conversion (docs/postbacks.md
+        "Approving and rejecting"). Setting the status it has changes nothing."""
         record = self.get_object()
         update = StatusUpdateSerializer(data=request.data)
         update.is_valid(raise_exception=True)
@@ -189,10 +179,25 @@ class StatusChangeViewSet(RecordViewSet):
         fresh = self.get_queryset().get(pk=record.pk)
         return Response(self.get_serializer(fresh).data)
 
-    def update(self, request: Request, *args: object, **kwargs: object) -> Response:
-        return self.partial_update(request, *args, **kwargs)
+
+def _patch_schema(item: type[serializers.Serializer]):  # noqa: ANN202 - a decorator
+    return extend_schema_view(
+        partial_update=extend_schema(
+            request=StatusUpdateSerializer,
+            responses={
+                200: item,
+                400: OpenApiResponse(description="status not one of the three, or reason too long"),
+                403: OpenApiResponse(description="not an account manager (analysts)"),
+                409: OpenApiResponse(
+                    description="invalid_transition: e.g. approving or setting pending an event "
+                    "record whose conversion is rejected"
+                ),
+            },
+        )
+    )
 
 
+@_patch_schema(ConversionSerializer)
 class ConversionViewSet(StatusChangeViewSet):
     """Recorded conversions, newest first. ``PATCH`` changes the status (account managers)."""
 
@@ -205,6 +210,7 @@ class ConversionViewSet(StatusChangeViewSet):
     )
 
 
+@_patch_schema(EventRecordSerializer)
 class EventRecordViewSet(StatusChangeViewSet):
     """Recorded events, newest first. ``PATCH`` changes the status (account managers)."""
 

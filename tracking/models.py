@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from offers.models import CURRENCY_REGEX, Advertiser, Event, Offer, Publisher
@@ -72,7 +73,7 @@ class Click(models.Model):
 
 
 class RecordStatus(models.TextChoices):
-    """A conversion's or event record's status (SPEC "Record status (approval)")."""
+    """A conversion's or event record's status (docs/postbacks.md "Approving and rejecting")."""
 
     APPROVED = "approved", "Approved"
     PENDING = "pending", "Pending"
@@ -100,17 +101,22 @@ class MoneyRecord(models.Model):
     adv_sub4 = models.CharField(max_length=255, blank=True, default="")
     adv_sub5 = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
-    # Whether the record counts (SPEC "Record status (approval)"). The money above never
+    # Whether the record counts (docs/postbacks.md "Approving and rejecting"). The money above never
     # changes with it: what counts is decided when reading. Changed only through
     # tracking.status, which writes a StatusChange row in the same transaction.
+    # Database defaults too, so rows written by hand-made SQL (bulk loads, the bench) are
+    # recorded approved as every postback is unless a rule says otherwise.
     status = models.CharField(
-        max_length=10, choices=RecordStatus.choices, default=RecordStatus.APPROVED
+        max_length=10,
+        choices=RecordStatus.choices,
+        default=RecordStatus.APPROVED,
+        db_default=RecordStatus.APPROVED.value,
     )
     # A platform code (cap_reached, conversion_rejected, …) or the advertiser's or manager's
     # text; "" when none.
-    status_reason = models.CharField(max_length=255, blank=True, default="")
+    status_reason = models.CharField(max_length=255, blank=True, default="", db_default="")
     # When the status was last set (the record's created_at until it first changes).
-    status_changed_at = models.DateTimeField(default=timezone.now)
+    status_changed_at = models.DateTimeField(default=timezone.now, db_default=Now())
 
     class Meta:
         abstract = True
@@ -223,7 +229,7 @@ class EventRecord(MoneyRecord):
     # The status was set by the rule "events follow their conversion" (or recorded pending
     # because the conversion was): approving the conversion approves exactly these. A flag,
     # not the reason text, so an advertiser's reason can never pass for the rule's.
-    status_by_rule = models.BooleanField(default=False)
+    status_by_rule = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -295,9 +301,9 @@ class Reason(models.TextChoices):
     IP_NOT_ALLOWED = "ip_not_allowed", "IP not allowed"
     CLICK_EXPIRED = "click_expired", "Click expired"
     WAITING_FOR_CONVERSION = "waiting_for_conversion", "Waiting for conversion"
-    # Events and their conversion's status (SPEC "Record status (approval)", check 10a).
+    # Events and their conversion's status (docs/postbacks.md, check 10a).
     CONVERSION_REJECTED = "conversion_rejected", "Conversion rejected"
-    # The status postback's outcomes (SPEC "Status postback").
+    # The status postback's outcomes (docs/postbacks.md "Approving and rejecting").
     UPDATED = "updated", "Status updated"
     UNCHANGED = "unchanged", "Status unchanged"
     UNKNOWN_RECORD = "unknown_record", "Unknown record"

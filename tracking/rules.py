@@ -17,9 +17,14 @@ the check passes and says so (``Decision.assumes_no_duplicate_event``); should a
 refuse anyway, the writer reads the fact and asks again, so the answer is always the first
 check that fails.
 
-Adding a check: one more function here, called in order from ``_decide_conversion`` or
-``_decide_event``; one more field on ``ClickFacts`` or ``Facts`` if it needs a fact the
-writer must read (and, for the one-statement path, a condition that fact becomes).
+Adding a check: one more function here, called in order from ``_click_checks``,
+``_decide_conversion`` or ``_decide_event``; one more field on ``ClickFacts`` or ``Facts``
+if it needs a fact the writer must read (the writer's click read selects it, and the
+one-statement path, which predicts it, adds the condition it becomes). For example: an
+IP allow-list (check 3a) reads the advertiser's list from the definitions and the address
+from the parameters; a conversion window (7a) needs the click's time on ``ClickFacts``; a
+rejected conversion (10a) its status; what an accepted postback writes besides its record
+(a status, deliveries) goes on ``Decision`` for the writer to insert in the same statement.
 """
 
 import enum
@@ -191,7 +196,7 @@ class Facts:
     now: datetime | None = None
 
 
-class Definitions(Protocol):
+class DefinitionsView(Protocol):
     """What the checks read of the definitions (``offers.definitions.Definitions``)."""
 
     def offer(self, offer_id: int) -> OfferDefinition | None: ...
@@ -272,7 +277,7 @@ class Decision:
         body = {
             "status": "accepted",
             "reason": Reason.ACCEPTED.value,
-            "type": self.kind,
+            "type": str(self.kind),
             "id": record_id,
             "transaction_id": self.params.transaction_id,
             "offer_id": self.offer_id,
@@ -414,7 +419,7 @@ class _Links:
         )
 
 
-def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
+def decide(params: PostbackParams, facts: Facts, defs: DefinitionsView) -> Decision:
     """Checks 3 to 12 of docs/postbacks.md, in order, on these facts; the first that
     refuses decides. Pure: ``defs`` may load a definition it has not cached, nothing else
     is read."""
@@ -428,7 +433,7 @@ def decide(params: PostbackParams, facts: Facts, defs: Definitions) -> Decision:
 
 
 def _click_checks(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> tuple[ClickFacts, OfferDefinition]:
     """Checks 3 to 6, the same for conversions and events."""
     click = facts.click
@@ -442,7 +447,9 @@ def _click_checks(
     return click, offer
 
 
-def check_token(params: PostbackParams, offer: OfferDefinition | None, defs: Definitions) -> int:
+def check_token(
+    params: PostbackParams, offer: OfferDefinition | None, defs: DefinitionsView
+) -> int:
     """Check 3 (docs/postbacks.md): ``secure`` is an advertiser's token; that advertiser's ID.
 
     When it is the token of the click's offer's advertiser (``offer``), checks 3, 4 and 5
@@ -506,7 +513,7 @@ def check_offer_matches(params: PostbackParams, click: ClickFacts) -> None:
 
 
 def _decide_conversion(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     check_duplicate_conversion(click)
@@ -641,7 +648,7 @@ def check_amount_given(params: PostbackParams, money: MoneyRules, *, what: str) 
 
 
 def _decide_event(
-    params: PostbackParams, facts: Facts, defs: Definitions, links: _Links
+    params: PostbackParams, facts: Facts, defs: DefinitionsView, links: _Links
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     by_id, by_name = check_event_known(params, click, defs.events(click.offer_id))

@@ -30,7 +30,8 @@ from django.utils import timezone
 from tracking.models import Conversion, EventRecord, RecordStatus
 
 GROUP_KEYS = ("day", "offer", "event", "publisher", "status")
-#: What totals and reports count unless asked otherwise (SPEC "Record status (approval)").
+#: What totals and reports count unless asked otherwise (docs/postbacks.md "Approving and
+#: rejecting").
 COUNTED_STATUSES = (RecordStatus.APPROVED.value,)
 #: Group keys that are the record's own column, not a ``<key>_id`` foreign key.
 _PLAIN_KEYS = ("day", "status")

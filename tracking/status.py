@@ -1,5 +1,5 @@
-"""Record status (SPEC "Record status (approval)"): the state machine, the change service and
-the status postback.
+"""Record status (docs/postbacks.md "Approving and rejecting"): the state machine, the
+change service and the status postback.
 
 - ``transition_verdict`` is the one function that knows which changes are allowed, for
   whom: pure, over facts, tested table-driven without a database.
@@ -12,8 +12,8 @@ the status postback.
   event being accepted for its conversion) therefore serialise, and the history never
   shows a change from a status the record no longer had.
 - ``status_postback_process`` is ``GET``/``POST /postback/status``: checks 1 to 6 as on
-  ``/postback`` (tracking/postback.py), the status check table, the change and its log row
-  in one transaction.
+  ``/postback`` (the same functions of tracking/rules.py), the status check table, the
+  change and its log row in one transaction.
 """
 
 from collections.abc import Mapping, Sequence
@@ -160,9 +160,10 @@ class StatusResult:
 
 
 def _locked(model: type, record_id: int) -> Conversion | EventRecord:
-    """The record, its conversion locked first (SPEC: "changing a record, or accepting an
-    event, locks its conversion first"), so a conversion's change and its events' changes
-    and acceptances queue in one order and cannot deadlock."""
+    """The record, its conversion locked first (docs/postbacks.md "Approving and
+    rejecting": each change, and each event accepted for a conversion, locks the conversion
+    first), so a conversion's change and its events' changes and acceptances queue in one
+    order and cannot deadlock."""
     if model is Conversion:
         return Conversion.objects.select_for_update().get(pk=record_id)
     (conversion_id,) = EventRecord.objects.filter(pk=record_id).values_list(
@@ -196,7 +197,9 @@ def record_status_change(
     model = record if isinstance(record, type) else type(record)
     pk = record_id if record_id is not None else record.pk
     reason = (reason or "")[:REASON_LIMIT]
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (the status postback's, with its log row):
+    # nothing here is caught and retried, so a failure rolls the whole transaction back.
+    with transaction.atomic(savepoint=False):
         locked = _locked(model, pk)
         is_event = model is EventRecord
         verdict = transition_verdict(
@@ -528,7 +531,7 @@ def status_postback_process(
     except rules.Refused as refusal:
         decision = _decision(refusal.reason, refusal.message, parsed, links)
         click = read.click if read is not None else None
-        return postback._refuse(request, decision, click=click, dry_run=False)
+        return postback._answer(request, decision, click=click, dry_run=False)
 
     with transaction.atomic():
         result = record_status_change(

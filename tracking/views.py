@@ -177,7 +177,7 @@ def postback(request: HttpRequest) -> HttpResponse:
 @hit_never_cache
 def postback_status(request: HttpRequest) -> HttpResponse:
     """``GET``/``POST /postback/status``: an advertiser approves or rejects what it reported
-    (SPEC "Status postback"). The rules live in ``tracking.status``."""
+    (docs/postbacks.md "Approving and rejecting"). The rules live in ``tracking.status``."""
     return _answer_postback(request, status_postback_process, RecordKind.STATUS)
 
 

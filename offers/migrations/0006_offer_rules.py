@@ -111,6 +111,7 @@ class Migration(migrations.Migration):
             model_name="advertiser",
             name="allowed_ips",
             field=models.JSONField(
+                db_default=[],
                 blank=True,
                 default=list,
                 help_text="Addresses and CIDR ranges (IPv4 or IPv6) the advertiser's postbacks may come from, one per line. Empty: any address.",
@@ -122,6 +123,7 @@ class Migration(migrations.Migration):
             model_name="event",
             name="wait_for_conversion_minutes",
             field=models.PositiveIntegerField(
+                db_default=0,
                 default=0,
                 help_text="When this event arrives before its click's conversion, keep it this many minutes (0–1440) and record it when the conversion comes. 0: refuse it (no_conversion).",
                 validators=[django.core.validators.MaxValueValidator(1440)],
@@ -149,6 +151,7 @@ class Migration(migrations.Migration):
             model_name="offer",
             name="fallback_url",
             field=models.URLField(
+                db_default="",
                 blank=True,
                 default="",
                 help_text="Where clicks go while a hard cap of the offer (or of the click's publisher) is full. Same macros as the destination URL. Empty: the destination URL.",
@@ -160,6 +163,7 @@ class Migration(migrations.Migration):
             model_name="offer",
             name="min_conversion_seconds",
             field=models.PositiveIntegerField(
+                db_default=0,
                 default=0,
                 help_text="A conversion sooner than this many seconds after its click is recorded rejected (too_fast). 0: off.",
             ),

@@ -188,3 +188,20 @@ def test_a_records_page_shows_its_status_history_oldest_first(manager_browser, c
     text = event_page.content.decode()
     assert "conversion_rejected" in text and "conversion_approved" in text
     assert ">Rule<" in text
+
+
+def test_the_postback_log_shows_status_postbacks_with_their_outcome(manager_browser, client):
+    conversion = ConversionFactory()
+    params = {
+        "secure": conversion.offer.advertiser.postback_token,
+        "transaction_id": conversion.click.transaction_id,
+    }
+    client.get("/postback/status", params | {"status": "rejected"})
+    client.get("/postback/status", params | {"status": "approved"})
+
+    html = manager_browser.get(
+        "/admin/tracking/postbacklog/", {"period": "all", "type__exact": "status"}
+    ).content.decode()
+
+    assert '<span class="ct-reason ct-reason-accepted">updated</span>' in html
+    assert '<span class="ct-reason ct-reason-rejected">invalid_transition</span>' in html

@@ -9,8 +9,10 @@ each makes one of its conditions fail.
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from offers.models import MoneyType, Offer
 from offers.services import event_update
@@ -349,3 +351,130 @@ def test_an_advertiser_with_more_offers_than_the_bound_takes_the_ordinary_path(
 
     assert status_reason == (200, "accepted")
     assert len([q for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]) == 2
+
+
+def test_the_bound_counts_only_the_offers_with_an_event_of_that_name(client, network, monkeypatch):
+    one, two, *_ = network
+    EventFactory(offer=OfferFactory(advertiser=one.advertiser), name="renew")
+    learned(client, one)
+    monkeypatch.setattr(postback, "MAX_CANDIDATES", 2)
+    conversion, click = converted(two), ClickFactory(offer=one)
+
+    with CaptureQueriesContext(connection) as event_statements:
+        event = answer(client, one, conversion.click.transaction_id, event_name="purchase")
+    with CaptureQueriesContext(connection) as conversion_statements:
+        conversion_answer = answer(client, one, click.transaction_id)
+
+    assert (event, conversion_answer) == ((200, "accepted"), (200, "accepted"))
+    # Two offers have a "purchase" event: within the bound. Three offers: past it.
+    assert len([q for q in event_statements if "SAVEPOINT" not in q["sql"]]) == 1
+    assert len([q for q in conversion_statements if "SAVEPOINT" not in q["sql"]]) == 2
+
+
+# --- The two paths agree ---------------------------------------------------------------------
+
+SAME_ANSWER = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture
+def world(client, network):
+    """The network, every advertiser's offers learned, and clicks in every state."""
+    one, two, three, events = network
+    Offer.objects.filter(pk=two.pk).update(revenue_type=MoneyType.CPS, revenue_value=10)
+    EventFactory(offer=one, name="renew", allow_multiple=True)
+    for offer in (one, three):
+        learned(client, offer)
+    with_record = converted(one)
+    EventRecordFactory(conversion=with_record, event=events[one.pk], adv_sub="o-1")
+    clicks = {
+        "fresh on one": ClickFactory(offer=one).transaction_id,
+        "fresh on two": ClickFactory(offer=two).transaction_id,
+        "converted on one": converted(one).click.transaction_id,
+        "converted on two": converted(two).click.transaction_id,
+        "one with its purchase": with_record.click.transaction_id,
+        "unknown": generate_transaction_id(),
+    }
+    tokens = {
+        "A": one.advertiser.postback_token,
+        "B": three.advertiser.postback_token,
+        "nobody's": "x" * 43,
+    }
+    return {
+        "clicks": clicks,
+        "tokens": tokens,
+        "offer_id": {"none": None, "one": one.pk, "two": two.pk},
+        "event": {
+            "none": {},
+            "purchase by id": {"event_id": events[one.pk].pk},
+            "purchase by name": {"event_name": "purchase"},
+            "renew by name": {"event_name": "renew"},
+            "id and name apart": {"event_id": events[one.pk].pk, "event_name": "renew"},
+            "id of two's purchase": {"event_id": events[two.pk].pk},
+        },
+    }
+
+
+def answered(client, params) -> tuple:  # noqa: ANN001
+    """What a postback answers and writes, inside a transaction rolled back afterwards."""
+    with transaction.atomic():
+        response = client.get("/postback", params)
+        log = PostbackLog.objects.values_list(
+            "reason", "status_code", "advertiser_id", "offer_id", "event_id", "click_id"
+        ).get()
+        records = (Conversion.objects.count(), EventRecord.objects.count())
+        transaction.set_rollback(True)
+    body = response.json()
+    body.pop("id", None)
+    return response.status_code, body, log, records
+
+
+@SAME_ANSWER
+@given(
+    click=st.sampled_from(
+        [
+            "fresh on one",
+            "fresh on two",
+            "converted on one",
+            "converted on two",
+            "one with its purchase",
+            "unknown",
+        ]
+    ),
+    token=st.sampled_from(["A", "B", "nobody's"]),
+    offer_id=st.sampled_from(["none", "one", "two"]),
+    event=st.sampled_from(
+        [
+            "none",
+            "purchase by id",
+            "purchase by name",
+            "renew by name",
+            "id and name apart",
+            "id of two's purchase",
+        ]
+    ),
+    amount=st.sampled_from(["", "19.99"]),
+    adv_sub=st.sampled_from(["", "o-1", "o-2"]),
+)
+def test_the_one_statement_path_answers_exactly_as_the_ordinary_path(
+    client, world, monkeypatch, click, token, offer_id, event, amount, adv_sub
+):
+    params = {
+        "secure": world["tokens"][token],
+        "transaction_id": world["clicks"][click],
+        "offer_id": world["offer_id"][offer_id] or "",
+        "amount": amount,
+        "adv_sub": adv_sub,
+        **world["event"][event],
+    }
+    PostbackLog.objects.all().delete()
+
+    at_once = answered(client, params)
+    with monkeypatch.context() as patched:
+        patched.setattr(postback, "_accept_at_once", lambda *args: postback._Attempt())
+        ordinary = answered(client, params)
+
+    assert at_once == ordinary

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from offers.models import Event, MoneyType
 from tests.factories import (
@@ -12,6 +13,7 @@ from tests.factories import (
     EventRecordFactory,
     OfferFactory,
 )
+from tests.tracking.test_postback_conversion import recorded_just_before_the_write
 from tracking.models import EventRecord, PostbackLog
 from tracking.postback import postback_process
 
@@ -397,3 +399,19 @@ def test_event_dry_run_returns_the_decision_and_writes_nothing(converted):
     assert outcome.body["event_id"] == event.pk
     assert not EventRecord.objects.exists()
     assert not PostbackLog.objects.exists()
+
+
+def test_an_event_recorded_between_the_read_and_the_write_is_the_duplicate_answer(
+    client, converted
+):
+    conversion, event = converted
+    race = recorded_just_before_the_write(
+        lambda: EventRecordFactory(conversion=conversion, event=event)
+    )
+
+    with connection.execute_wrapper(race):
+        response = client.get("/postback", event_params(conversion.click, event_name="purchase"))
+
+    assert (response.status_code, response.json()["reason"]) == (409, "duplicate_event")
+    assert EventRecord.objects.count() == 1
+    assert PostbackLog.objects.get().reason == "duplicate_event"

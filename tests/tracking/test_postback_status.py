@@ -1,5 +1,6 @@
-"""``/postback/status`` through the real endpoint: every row of SPEC "Status postback"'s
-check table, the shared checks 1–6, the answer's fields and the log (type ``status``)."""
+"""``/postback/status`` through the real endpoint: every row of the status check table
+(docs/postbacks.md "Approving and rejecting"), the shared checks 1–6, the answer's fields
+and the log (type ``status``)."""
 
 import pytest
 

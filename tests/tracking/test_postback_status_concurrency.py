@@ -14,7 +14,7 @@ import pytest
 from tests.factories import ConversionFactory, EventFactory, EventRecordFactory
 from tests.markers import requires_postgresql
 from tests.servers import ROOT, fire_at_once, gunicorn
-from tracking.models import PostbackLog, StatusChange
+from tracking.models import EventRecord, PostbackLog, StatusChange
 
 REQUESTS = 20
 
@@ -153,3 +153,43 @@ def test_sqlite_serialises_concurrent_status_postbacks(tmp_path):
         assert db.execute("SELECT count(*) FROM tracking_postbacklog").fetchone() == (8,)
     assert_unbroken("pending", entries, status)
     assert "database is locked" not in (tmp_path / "sqlite-server.log").read_text()
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_events_accepted_while_their_conversion_is_rejected_never_stay_approved(servers):
+    """Accepting an event locks its conversion first: 19 event postbacks and the
+    conversion's rejection released at once. Each event is either recorded before the
+    rejection (and follows it) or refused after it (conversion_rejected): none is left
+    approved on a rejected conversion."""
+    conversion = ConversionFactory()
+    event = EventFactory(offer=conversion.offer, allow_multiple=True)
+    base = {
+        "secure": conversion.offer.advertiser.postback_token,
+        "transaction_id": conversion.click.transaction_id,
+    }
+    params = [base | {"event_id": str(event.pk), "adv_sub": f"o-{n}"} for n in range(REQUESTS)]
+    paths = ["/postback"] * REQUESTS
+    middle = REQUESTS // 2
+    params[middle] = base | {"status": "rejected", "reason": "fraud"}
+    paths[middle] = "/postback/status"
+    urls = [servers[n % len(servers)] for n in range(REQUESTS)]
+
+    responses = fire_at_once(urls, params, paths=paths)
+
+    assert all(r.status_code < 500 for r in responses), [r.text for r in responses]
+    assert responses[middle].json()["reason"] == "updated"
+    events = [r for n, r in enumerate(responses) if n != middle]
+    assert {r.json()["reason"] for r in events} <= {"accepted", "conversion_rejected"}, (
+        [r.json() for r in events if r.json()["reason"] not in ("accepted", "conversion_rejected")],
+        list(EventRecord.objects.values_list("id", "adv_sub", "status")),
+        list(PostbackLog.objects.values_list("id", "reason", "params")),
+    )
+    conversion.refresh_from_db()
+    assert conversion.status == "rejected"
+    records = EventRecord.objects.filter(conversion=conversion)
+    accepted = sum(r.json()["reason"] == "accepted" for r in events)
+    assert records.count() == accepted
+    assert set(records.values_list("status", flat=True)) <= {"rejected"}
+    followed = StatusChange.objects.filter(source="rule", event_record__in=records).count()
+    assert followed == accepted

@@ -1,5 +1,5 @@
 """Record status end to end: account managers' PATCH on the API, the status history, and
-events following their conversion (SPEC "Record status (approval)")."""
+events following their conversion (docs/postbacks.md "Approving and rejecting")."""
 
 from decimal import Decimal
 
@@ -253,3 +253,36 @@ def test_record_lists_show_every_status_and_filter_by_status(analyst_client):
     event = EventRecordFactory(status="rejected")
     body = analyst_client.get("/api/v1/event-records/", {"status": "rejected"}).json()
     assert [row["id"] for row in body["results"]] == [event.pk]
+
+
+def test_the_schema_documents_the_status_patch_and_history(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    for path, item in [
+        ("/api/v1/conversions/{id}/", "Conversion"),
+        ("/api/v1/event-records/{id}/", "EventRecord"),
+    ]:
+        patch_op = schema["paths"][path]["patch"]
+        body = patch_op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert body.endswith("/StatusUpdate") or body.endswith("/PatchedStatusUpdate")
+        assert patch_op["responses"]["200"]["content"]["application/json"]["schema"][
+            "$ref"
+        ].endswith(f"/{item}")
+        assert {"403", "409"} <= set(patch_op["responses"])
+        assert "put" not in schema["paths"][path]
+    conversion = schema["components"]["schemas"]["Conversion"]["properties"]
+    assert {"status", "status_reason", "status_changed_at", "status_history"} <= set(conversion)
+    entry = schema["components"]["schemas"]["StatusChange"]["properties"]
+    assert set(entry) == {"from", "to", "reason", "source", "user", "at"}
+
+
+def test_the_demo_data_shows_every_status_with_its_history():
+    from django.core.management import call_command
+
+    call_command("demo_data", clicks=600, days=5, stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+    statuses = set(Conversion.objects.values_list("status", flat=True))
+    assert statuses == {"approved", "pending", "rejected"}
+    assert StatusChange.objects.filter(source="postback", to_status="rejected").exists()
+    assert StatusChange.objects.filter(source="admin", to_status="pending").exists()
+    for conversion in Conversion.objects.filter(status="rejected"):
+        assert not conversion.event_records.exclude(status="rejected").exists()

@@ -1,6 +1,6 @@
-"""Counting by status (SPEC "Record status (approval)"): the reports API, the reports page and
-the admin list totals count approved records unless asked; the hourly totals stay exact
-per status whatever changes."""
+"""Counting by status (docs/postbacks.md "Approving and rejecting"): the reports API, the
+reports page and the admin list totals count approved records unless asked; the hourly
+totals stay exact per status whatever changes."""
 
 import random
 import re

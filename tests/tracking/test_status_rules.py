@@ -3,7 +3,9 @@ each source may make, and which events follow their conversion."""
 
 import pytest
 
-from tracking.rules import Refused
+from tests.tracking.test_rules import CONVERTED, DEFS, decide, params
+from tracking.models import Reason
+from tracking.rules import ClickFacts, Facts, Refused
 from tracking.status import (
     CHANGE,
     INVALID,
@@ -114,3 +116,108 @@ def test_a_status_postback_names_exactly_one_record(candidates, result):
     except Refused as rejection:
         picked = rejection.reason.value
     assert picked == result
+
+
+# --- The postback path's status rules (tracking/rules.py) ---------------------------------
+
+
+def converted(status: str) -> ClickFacts:
+    return ClickFacts(offer_id=10, has_conversion=True, conversion_status=status)
+
+
+# (case, parameters, facts, reason, record status, status reason, set by the rule)
+EVENT_STATUS_TABLE = [
+    (
+        "approved conversion",
+        params(event_id="100"),
+        Facts(converted(A)),
+        Reason.ACCEPTED,
+        A,
+        "",
+        False,
+    ),
+    (
+        "pending conversion",
+        params(event_id="100"),
+        Facts(converted(P)),
+        Reason.ACCEPTED,
+        P,
+        "conversion_pending",
+        True,
+    ),
+    (
+        "rejected conversion: 10a",
+        params(event_id="100"),
+        Facts(converted(R)),
+        Reason.CONVERSION_REJECTED,
+        None,
+        None,
+        None,
+    ),
+    (
+        "rejected conversion, a duplicate: 10 before 10a",
+        params(event_id="100"),
+        Facts(converted(R), duplicate_event=True),
+        Reason.DUPLICATE_EVENT,
+        None,
+        None,
+        None,
+    ),
+    (
+        "rejected conversion, CPS without amount: 10a before 11",
+        params(event_id="110", offer_id="11"),
+        Facts(ClickFacts(offer_id=11, has_conversion=True, conversion_status=R)),
+        Reason.CONVERSION_REJECTED,
+        None,
+        None,
+        None,
+    ),
+    (
+        "no conversion: 9 first",
+        params(event_id="100"),
+        Facts(ClickFacts(10, False)),
+        Reason.NO_CONVERSION,
+        None,
+        None,
+        None,
+    ),
+    (
+        "a conversion is recorded approved",
+        params(),
+        Facts(ClickFacts(10, False)),
+        Reason.ACCEPTED,
+        A,
+        "",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "given", "facts", "reason", "status", "status_reason", "by_rule"),
+    EVENT_STATUS_TABLE,
+    ids=[row[0] for row in EVENT_STATUS_TABLE],
+)
+def test_an_accepted_record_takes_its_status_from_its_conversion(
+    case, given, facts, reason, status, status_reason, by_rule
+):
+    decision = decide(given, facts)
+    assert decision.reason == reason
+    if reason == Reason.ACCEPTED:
+        assert (decision.record_status, decision.record_status_reason, decision.status_by_rule) == (
+            status,
+            status_reason,
+            by_rule,
+        )
+        body = decision.body(record_id=1)
+        assert (body["record_status"], body["record_status_reason"]) == (status, status_reason)
+    else:
+        assert decision.status_code in (409, 422)
+
+
+def test_a_conversion_rejected_refusal_is_a_422():
+    decision = decide(params(event_id="100"), Facts(converted(R)))
+    assert decision.status_code == 422
+    assert decision.body(record_id=None)["reason"] == "conversion_rejected"
+    assert CONVERTED.conversion_status is None  # the engine's own table: approved records
+    assert DEFS.offer(10) is not None

@@ -1,4 +1,4 @@
-"""Record status (SPEC "Record status (approval)"): status, reason and time of last change on
+"""Record status (docs/postbacks.md "Approving and rejecting"): status, reason and time of last change on
 conversions and event records, their history, the status postback's log reasons, and the
 hourly totals split by status.
 
@@ -12,6 +12,7 @@ hourly totals split by status.
 """
 
 import django.db.models.deletion
+import django.db.models.functions.datetime
 import django.utils.timezone
 from django.conf import settings
 import importlib
@@ -184,37 +185,37 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='conversion',
             name='status',
-            field=models.CharField(choices=[('approved', 'Approved'), ('pending', 'Pending'), ('rejected', 'Rejected')], default='approved', max_length=10),
+            field=models.CharField(choices=[('approved', 'Approved'), ('pending', 'Pending'), ('rejected', 'Rejected')], db_default='approved', default='approved', max_length=10),
         ),
         migrations.AddField(
             model_name='conversion',
             name='status_changed_at',
-            field=models.DateTimeField(default=django.utils.timezone.now),
+            field=models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), default=django.utils.timezone.now),
         ),
         migrations.AddField(
             model_name='conversion',
             name='status_reason',
-            field=models.CharField(blank=True, default='', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', max_length=255),
         ),
         migrations.AddField(
             model_name='eventrecord',
             name='status',
-            field=models.CharField(choices=[('approved', 'Approved'), ('pending', 'Pending'), ('rejected', 'Rejected')], default='approved', max_length=10),
+            field=models.CharField(choices=[('approved', 'Approved'), ('pending', 'Pending'), ('rejected', 'Rejected')], db_default='approved', default='approved', max_length=10),
         ),
         migrations.AddField(
             model_name='eventrecord',
             name='status_by_rule',
-            field=models.BooleanField(default=False),
+            field=models.BooleanField(db_default=False, default=False),
         ),
         migrations.AddField(
             model_name='eventrecord',
             name='status_changed_at',
-            field=models.DateTimeField(default=django.utils.timezone.now),
+            field=models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), default=django.utils.timezone.now),
         ),
         migrations.AddField(
             model_name='eventrecord',
             name='status_reason',
-            field=models.CharField(blank=True, default='', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', max_length=255),
         ),
         migrations.AlterField(
             model_name='postbacklog',
