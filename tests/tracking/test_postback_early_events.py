@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from offers.models import Event, OfferCap
 from tests.factories import ClickFactory, ConversionFactory, EventFactory, OfferFactory
+from tests.markers import requires_postgresql
 from tracking.models import Conversion, EventRecord, KeptPostback, PostbackLog
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +218,36 @@ def test_an_events_wait_is_set_on_its_page_and_in_the_api(offer, manager_client)
     assert ok.status_code == 200 and ok.json()["wait_for_conversion_minutes"] == 1440
     assert too_long.status_code == 400
     assert 'name="wait_for_conversion_minutes"' in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_kept_events_are_judged_once_when_judges_race(offer):
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+    from threading import Barrier  # noqa: PLC0415
+
+    from django.db import connection  # noqa: PLC0415
+    from django.test import Client  # noqa: PLC0415
+
+    from tracking.kept import judge_click  # noqa: PLC0415
+
+    click = ClickFactory(offer=offer)
+    client = Client()
+    for name in ("install", "purchase"):
+        assert send(client, click, event_name=name, adv_sub="a").status_code == 202
+    ConversionFactory(click=click)  # recorded without judging: the judges below race
+    barrier = Barrier(4)
+
+    def judge() -> int:
+        try:
+            barrier.wait()
+            return len(judge_click(click.pk))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        judged = sorted(pool.map(lambda _: judge(), range(4)))
+
+    assert judged == [0, 0, 0, 2]
+    assert EventRecord.objects.count() == 2
+    assert not KeptPostback.objects.exists()
