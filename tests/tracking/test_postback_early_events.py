@@ -251,3 +251,17 @@ def test_kept_events_are_judged_once_when_judges_race(offer):
     assert judged == [0, 0, 0, 2]
     assert EventRecord.objects.count() == 2
     assert not KeptPostback.objects.exists()
+
+
+def test_the_dry_run_shows_an_early_event_waiting_and_keeps_nothing(offer, manager_admin):
+    click = ClickFactory(offer=offer)
+    event = Event.objects.get(offer=offer, name="install")
+
+    response = manager_admin.post(
+        f"/admin/tracking/test-postback/{offer.pk}/send/",
+        {"target": str(event.pk), "transaction_id": click.transaction_id, "dry_run": True},
+        content_type="application/json",
+    )
+
+    assert (response.json()["status_code"], response.json()["body"]["status"]) == (202, "waiting")
+    assert not KeptPostback.objects.exists()

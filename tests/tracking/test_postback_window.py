@@ -105,3 +105,17 @@ def test_the_one_statement_path_refuses_an_expired_click(client):
         (200, "accepted"),
     ]
     assert set(Conversion.objects.values_list("click_id", flat=True)) == {warm.pk, fresh.pk}
+
+
+def test_the_dry_run_shows_click_expired_and_records_nothing(manager_admin):
+    click = aged_click(10, conversion_window_days=7)
+
+    response = manager_admin.post(
+        f"/admin/tracking/test-postback/{click.offer_id}/send/",
+        {"target": "conversion", "transaction_id": click.transaction_id, "dry_run": True},
+        content_type="application/json",
+    )
+
+    assert (response.json()["status_code"], response.json()["reason"]) == (422, "click_expired")
+    assert not Conversion.objects.exists()
+    assert not PostbackLog.objects.exists()
