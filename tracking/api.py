@@ -115,6 +115,11 @@ class PostbackLogSerializer(serializers.ModelSerializer):
         help_text="Every parameter received; secure masked.",
     )
 
+    # Plain text, not a second enum of the reasons in the schema.
+    final_reason = serializers.CharField(
+        read_only=True, help_text='How a kept early event ended (a reason code), or "".'
+    )
+
     class Meta:
         model = PostbackLog
         fields = [
