@@ -791,25 +791,32 @@ def _cached_event_names(defs: Definitions, offer_id: int) -> Mapping[str, object
     return events.by_name if events is not None else {}
 
 
+def _predicted(request: _Request, params: PostbackParams, offer_id: int) -> Facts:
+    """The facts an accepted postback for ``offer_id`` finds, as far as they can be
+    foreseen: the click exists and is that offer's, and has its conversion for an event
+    (approved, the common case: ``PREDICTED_CONVERSION_STATUS``), none for a conversion (the
+    duplicate fact and the click's time are left unknown: the rules assume them and say so);
+    and what is known of the request itself (its address, its time)."""
+    has_conversion = params.kind is RecordKind.EVENT
+    return Facts(
+        click=ClickFacts(
+            offer_id=offer_id,
+            has_conversion=has_conversion,
+            conversion_status=PREDICTED_CONVERSION_STATUS if has_conversion else None,
+        ),
+        ip=request.ip,
+        check_allow_list=request.check_allow_list,
+        now=request.now,
+    )
+
+
 def _candidates(request: _Request, params: PostbackParams, defs: Definitions) -> list[Decision]:
     """The decision for each offer the postback may be for, on the facts predicted for it,
     where that decision accepts."""
     cached = defs.cached_only()
-    has_conversion = params.kind is RecordKind.EVENT
-    conversion_status = PREDICTED_CONVERSION_STATUS if has_conversion else None
     accepted = []
     for offer_id in _candidate_offers(params, defs):
-        predicted = Facts(
-            click=ClickFacts(
-                offer_id=offer_id,
-                has_conversion=has_conversion,
-                conversion_status=conversion_status,
-            ),
-            ip=request.ip,
-            check_allow_list=request.check_allow_list,
-            now=request.now,
-        )
-        decision = rules.decide(params, predicted, cached)
+        decision = rules.decide(params, _predicted(request, params, offer_id), cached)
         # A capped offer's records take their caps' slots in the ordinary path's
         # transaction (tracking/caps.py); so do records a money cap holds for their currency.
         held = decision.record_status_reason == rules.CAP_CURRENCY
@@ -881,8 +888,9 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     values |= {
         "transaction_id": params.transaction_id,
         "version": defs.version,
-        "has_conversion": kind is RecordKind.EVENT,
-        "conversion_status": PREDICTED_CONVERSION_STATUS,
+        # The same for every candidate; the statement checks them of the click it reads.
+        "has_conversion": _predicted(request, params, first.offer_id).click.has_conversion,
+        "conversion_status": _predicted(request, params, first.offer_id).click.conversion_status,
         "adv_sub": params.adv_sub,
         "candidates": json.dumps([_candidate_row(c) for c in candidates]),
     }

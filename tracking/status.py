@@ -16,12 +16,13 @@ change service and the status postback.
   change and its log row in one transaction.
 """
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from tracking import caps, postback, rules
@@ -49,6 +50,9 @@ ADVERTISER_STATUSES = (APPROVED.value, REJECTED.value)
 REASON_LIMIT = 255
 
 CHANGE, UNCHANGED, INVALID = "change", "unchanged", "invalid"
+#: PostgreSQL's SQLSTATE for a transaction aborted to break a deadlock.
+DEADLOCK = "40P01"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -197,30 +201,57 @@ def record_status_change(
     model = record if isinstance(record, type) else type(record)
     pk = record_id if record_id is not None else record.pk
     reason = (reason or "")[:REASON_LIMIT]
-    # No savepoint inside a caller's transaction (the status postback's, with its log row):
-    # nothing here is caught and retried, so a failure rolls the whole transaction back.
-    with transaction.atomic(savepoint=False):
-        locked = _locked(model, pk)
-        is_event = model is EventRecord
-        verdict = transition_verdict(
-            source=source,
-            is_event=is_event,
-            current=locked.status,
-            current_reason=locked.status_reason,
-            target=status,
-            conversion_status=locked.conversion.status if is_event else None,
-        )
-        previous = locked.status
-        if verdict.outcome == UNCHANGED:
-            return StatusResult(Reason.UNCHANGED, locked, previous, verdict.message)
-        if verdict.outcome == INVALID:
-            return StatusResult(Reason.INVALID_TRANSITION, locked, previous, verdict.message)
-        now = timezone.now()
-        _write(model, locked, status, reason, source=source, user=user, at=now, by_rule=False)
-        followed = []
-        if model is Conversion:
-            followed = _follow(locked, at=now)
-        return StatusResult(Reason.UPDATED, locked, previous, "", followed)
+    change = functools.partial(_change, model, pk, status, reason, source, user)
+    if transaction.get_connection().in_atomic_block:
+        # No savepoint inside a caller's transaction (the status postback's, with its log
+        # row): a failure rolls the whole of it back, and the caller retries it whole.
+        with transaction.atomic(savepoint=False):
+            return change()
+    return retrying_deadlocks(change)
+
+
+def retrying_deadlocks(work: Callable[[], T], *, attempts: int = 3) -> T:
+    """Run ``work`` in a transaction of its own, again (up to ``attempts`` times) when
+    PostgreSQL breaks a deadlock by aborting it.
+
+    A change holds several row locks at once (the conversion, its events, and the hourly
+    totals' rows its triggers update, old status then new), so two changes crossing each
+    other (one approving what the other rejects, on the same offer and hour) can deadlock;
+    PostgreSQL aborts one, which rolled back whole, is simply run again.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                return work()
+        except OperationalError as exc:
+            if attempt == attempts or getattr(exc.__cause__, "sqlstate", None) != DEADLOCK:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _change(model: type, pk: int, status: str, reason: str, source: str, user: Any) -> StatusResult:
+    """``record_status_change`` inside its transaction."""
+    locked = _locked(model, pk)
+    is_event = model is EventRecord
+    verdict = transition_verdict(
+        source=source,
+        is_event=is_event,
+        current=locked.status,
+        current_reason=locked.status_reason,
+        target=status,
+        conversion_status=locked.conversion.status if is_event else None,
+    )
+    previous = locked.status
+    if verdict.outcome == UNCHANGED:
+        return StatusResult(Reason.UNCHANGED, locked, previous, verdict.message)
+    if verdict.outcome == INVALID:
+        return StatusResult(Reason.INVALID_TRANSITION, locked, previous, verdict.message)
+    now = timezone.now()
+    _write(model, locked, status, reason, source=source, user=user, at=now, by_rule=False)
+    followed = []
+    if model is Conversion:
+        followed = _follow(locked, at=now)
+    return StatusResult(Reason.UPDATED, locked, previous, "", followed)
 
 
 def _write(
@@ -426,32 +457,18 @@ def pick_record(
     return candidates[0]
 
 
-@dataclass
-class _Links:
-    """Where the request got: what its log row links, whatever the answer."""
-
-    advertiser_id: int | None = None
-    offer_id: int | None = None
-    event: Any = None
-
-
 def _target(
     params: rules.PostbackParams,
     request: StatusRequest,
     read: Any,
-    links: _Links,
+    links: Any,
     facts: rules.Facts,
 ) -> tuple[type, int]:
-    """Checks 3 to 6 (/postback's, the same functions, 3a included), then the record the
-    status postback names (the status check table's first three rows)."""
+    """Checks 3 to 6 (/postback's own, so a check added there, such as the IP allow-list
+    3a, holds here too), then the record the status postback names (the status check
+    table's first three rows)."""
+    click_facts, _offer = rules._click_checks(params, facts, read.defs, links)
     click = read.click
-    offer = read.defs.offer(click.offer_id) if click is not None else None
-    links.advertiser_id = rules.check_token(params, offer, read.defs)
-    rules.check_ip_allowed(facts, read.defs.allow_list(links.advertiser_id))
-    click_facts, offer = rules.check_click_known(click.facts if click is not None else None, offer)
-    links.offer_id = click_facts.offer_id
-    rules.check_click_advertiser(offer, links.advertiser_id)
-    rules.check_offer_matches(params, click_facts)
 
     if params.kind is not rules.RecordKind.EVENT and request.record_id is None:
         if click.conversion_id is None:
@@ -483,7 +500,7 @@ def _target(
     return EventRecord, record_id
 
 
-def _decision(reason: Reason, message: str, params: Any, links: _Links) -> rules.Decision:
+def _decision(reason: Reason, message: str, params: Any, links: Any) -> rules.Decision:
     """The log row's view of a status postback's answer (type ``status``)."""
     return rules.Decision(
         reason,
@@ -519,7 +536,7 @@ def status_postback_process(
     row. Database errors propagate (the view answers ``503``).
     """
     request = postback._request(params, method, ip, user_agent)
-    links = _Links()
+    links = rules._Links()
     parsed = None
     read = None
     try:
@@ -533,7 +550,7 @@ def status_postback_process(
         click = read.click if read is not None else None
         return postback._answer(request, decision, click=click, dry_run=False)
 
-    with transaction.atomic():
+    def change_and_log() -> tuple[StatusResult, rules.Decision, int]:
         result = record_status_change(
             record=model,
             record_id=record_id,
@@ -550,7 +567,11 @@ def status_postback_process(
             "conversion_id": None if result.is_event else record_id,
             "event_record_id": record_id if result.is_event else None,
         }
-        log_id = _write_log(log)
+        return result, decision, _write_log(log)
+
+    # The change and its log row in one transaction, run again whole should PostgreSQL
+    # abort it to break a deadlock.
+    result, decision, log_id = retrying_deadlocks(change_and_log)
     record = result.record
     accepted = result.outcome in (Reason.UPDATED, Reason.UNCHANGED)
     body: dict[str, Any] = {

@@ -14,7 +14,7 @@ import pytest
 from tests.factories import ConversionFactory, EventFactory, EventRecordFactory
 from tests.markers import requires_postgresql
 from tests.servers import ROOT, fire_at_once, gunicorn
-from tracking.models import EventRecord, PostbackLog, StatusChange
+from tracking.models import Conversion, EventRecord, PostbackLog, StatusChange
 
 REQUESTS = 20
 
@@ -193,3 +193,65 @@ def test_events_accepted_while_their_conversion_is_rejected_never_stay_approved(
     assert set(records.values_list("status", flat=True)) <= {"rejected"}
     followed = StatusChange.objects.filter(source="rule", event_record__in=records).count()
     assert followed == accepted
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_a_change_aborted_to_break_a_deadlock_is_run_again():
+    """Another transaction holds the hourly-totals row the change needs second and then asks
+    for the one it took first: PostgreSQL aborts the change (it waited longest), and the
+    service runs it again, whole, once the other transaction is done."""
+    import threading
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from tests.servers import postgres_url
+    from tracking.status import record_status_change
+
+    # Recorded approved, then held: both of its hourly-totals rows (approved, now empty, and
+    # pending) exist, so the change will need to lock rows another transaction can hold.
+    conversion = ConversionFactory()
+    Conversion.objects.filter(pk=conversion.pk).update(status="pending")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT status, count FROM tracking_hourlytotal WHERE offer_id = %s ORDER BY 1",
+            [conversion.offer_id],
+        )
+        assert cursor.fetchall() == [("approved", 0), ("pending", 1)]
+    other = psycopg.connect(postgres_url())
+    other.execute("SET deadlock_timeout = '10s'")
+    # Take the "approved" rows first (the change's second), as a crossing change would.
+    other.execute(
+        "SELECT 1 FROM tracking_hourlytotal WHERE offer_id = %s AND status = 'approved' FOR UPDATE",
+        [conversion.offer_id],
+    )
+    outcome = {}
+
+    def change() -> None:
+        try:
+            outcome["result"] = record_status_change(
+                record=conversion, status="approved", source="api"
+            )
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=change)
+    worker.start()
+    time.sleep(0.5)  # the change now waits for the "approved" rows, holding "pending"
+    other.execute(
+        "SELECT 1 FROM tracking_hourlytotal WHERE offer_id = %s AND status = 'pending' FOR UPDATE",
+        [conversion.offer_id],
+    )  # a cycle: PostgreSQL aborts the change after its 1 s deadlock_timeout
+    other.commit()
+    other.close()
+    worker.join(timeout=30)
+
+    assert "error" not in outcome, outcome
+    assert outcome["result"].outcome == "updated"
+    conversion.refresh_from_db()
+    assert conversion.status == "approved"
+    assert StatusChange.objects.filter(conversion=conversion).count() == 1
