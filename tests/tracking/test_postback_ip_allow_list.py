@@ -152,3 +152,19 @@ def test_the_one_statement_path_refuses_an_address_the_list_does_not_hold(client
         assert len([q for q in captured if "SAVEPOINT" not in q["sql"]]) == 1
     assert [a.status_code for a in answers] == [403, 200]
     assert set(Conversion.objects.values_list("click_id", flat=True)) == {warm.pk, accepted.pk}
+
+
+def test_status_postbacks_are_checked_too(client, advertiser):
+    conversion = ConversionFactory(click__offer__advertiser=advertiser)
+    params = {
+        "secure": advertiser.postback_token,
+        "transaction_id": conversion.click.transaction_id,
+        "status": "rejected",
+    }
+
+    refused = client.get("/postback/status", params, REMOTE_ADDR="192.0.2.1")
+    updated = client.get("/postback/status", params, REMOTE_ADDR="203.0.113.1")
+
+    assert (refused.status_code, refused.json()["reason"]) == (403, "ip_not_allowed")
+    assert PostbackLog.objects.filter(reason="ip_not_allowed", type="status").exists()
+    assert updated.json()["reason"] == "updated"
