@@ -53,6 +53,10 @@ def ensure_roles() -> None:
         roles[name] += codes
     for name, codes in importlib.import_module("tracking.migrations.0008_deliveries").ROLES.items():
         roles[name] += codes
+    # 0009_offer_rules: managers manage caps, analysts view them.
+    caps = importlib.import_module("tracking.migrations.0009_offer_rules").CAP_PERMISSIONS
+    for name, codenames in caps.items():
+        roles[name] += [("offers", codename) for codename in codenames]
     for name, codenames in roles.items():
         group, created = Group.objects.get_or_create(name=name)
         if created or not group.permissions.exists():

@@ -162,6 +162,7 @@ def test_the_version_triggers_are_on_every_definition_table():
         "offers_advertiser",
         "offers_event",
         "offers_offer",
+        "offers_offercap",
         "offers_publisherpostback",
     ]
 

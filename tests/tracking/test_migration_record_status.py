@@ -23,11 +23,10 @@ def migrate(targets):  # noqa: ANN001, ANN201
     return executor.loader.project_state(targets).apps
 
 
-@pytest.fixture(autouse=True)
-def back_to_the_latest_migrations():  # noqa: ANN201
-    """Leave the test database at the latest migrations, whatever this test migrated to:
-    later ones depend on 0006 (tracking/0008_deliveries), and the tests after this one
-    need their tables."""
+@pytest.fixture
+def back_to_latest():
+    """Whatever the test did, the database ends at the latest migrations (later tests and
+    later migrations, e.g. 0008_deliveries and 0009_offer_rules, need them)."""
     yield
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
@@ -35,6 +34,7 @@ def back_to_the_latest_migrations():  # noqa: ANN201
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("back_to_latest")
 def test_existing_records_migrate_as_approved_at_their_created_at():
     apps = migrate(BEFORE)
     try:
