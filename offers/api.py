@@ -29,7 +29,7 @@ from offers.services import (
     event_delete,
     event_update,
 )
-from offers.tokens import mask_token
+from offers.tokens import mask_token, may_see_tokens, url_as_seen_by
 
 
 def validate_model(instance: Model, attrs: dict[str, Any]) -> None:
@@ -52,6 +52,12 @@ def api_validation_error(exc: DjangoValidationError) -> ValidationError:
     if NON_FIELD_ERRORS in detail:
         detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
     return ValidationError(detail)
+
+
+def _as_seen(serializer: serializers.Serializer, url: str, token: str) -> str:
+    """A generated URL as the requesting user may see it: analysts get the token masked."""
+    request = serializer.context.get("request")
+    return url_as_seen_by(request.user if request else None, url, token)
 
 
 class CurrencyField(serializers.CharField):
@@ -80,7 +86,7 @@ class AdvertiserSerializer(serializers.ModelSerializer):
 
     def _reveals_token(self) -> bool:
         request = self.context.get("request")
-        return bool(request and request.user.has_perm("offers.change_advertiser"))
+        return bool(request and may_see_tokens(request.user))
 
     def get_postback_token(self, advertiser: Advertiser) -> str:
         if self._reveals_token():
@@ -136,7 +142,7 @@ class OfferSerializer(serializers.ModelSerializer):
         return attrs
 
     def get_postback_url(self, offer: Offer) -> str:
-        return offer_postback_url(offer)
+        return _as_seen(self, offer_postback_url(offer), offer.advertiser.postback_token)
 
     def get_tracking_url(self, offer: Offer) -> str:
         return tracking_url(offer)
@@ -170,7 +176,10 @@ class EventSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField())
     def get_postback_url(self, event: Event) -> str:
-        return event_postback_url(event, offer=self.context.get("offer"))
+        offer = self.context.get("offer") or event.offer
+        return _as_seen(
+            self, event_postback_url(event, offer=offer), offer.advertiser.postback_token
+        )
 
     def create(self, validated_data: dict[str, Any]) -> Event:
         try:

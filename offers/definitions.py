@@ -118,6 +118,7 @@ class Definitions:
         self._events: dict[int, OfferEvents] = {}
         self._advertisers_by_digest: dict[str, tuple[int, str]] = {}
         self._event_offers: dict[int, int] = {}
+        self._tokens: frozenset[str] | None = None
 
     @property
     def version(self) -> int | None:
@@ -169,6 +170,13 @@ class Definitions:
     def cached_event_offer(self, event_id: int) -> int | None:
         """The offer of the event with this (platform-wide) event ID."""
         return self._event_offers.get(event_id)
+
+    def tokens(self) -> frozenset[str]:
+        """Every advertiser's current postback token (one query the first time): what the
+        postback log masks wherever it appears (tracking.masking)."""
+        if self._tokens is None:
+            self._tokens = frozenset(Advertiser.objects.values_list("postback_token", flat=True))
+        return self._tokens
 
     def advertiser_for_token(self, token: str) -> int | None:
         """The ID of the advertiser whose postback token this is, or None.

@@ -246,6 +246,7 @@ class Reason(models.TextChoices):
     NO_CONVERSION = "no_conversion", "No conversion"
     DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
     UNAVAILABLE = "unavailable", "Unavailable"
+    REQUEST_TOO_LARGE = "request_too_large", "Request too large"
 
 
 LOG_LINK = {

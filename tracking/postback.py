@@ -43,6 +43,7 @@ from offers.definitions import (
     version_sql,
 )
 from offers.tokens import mask_token
+from tracking.masking import TokenMask, token_mask
 from tracking.models import Conversion, EventRecord, PostbackLog, Reason
 from tracking.sql import Row, on_postgresql, run
 
@@ -79,6 +80,7 @@ STATUS = {
     Reason.NO_CONVERSION: 422,
     Reason.DUPLICATE_EVENT: 409,
     Reason.UNAVAILABLE: 503,
+    Reason.REQUEST_TOO_LARGE: 413,
 }
 
 # fullmatch with explicit ASCII classes: \d would accept other scripts' digits, and "$"
@@ -223,16 +225,23 @@ def postback_process(
 
 
 def postback_unreadable(
-    *, method: str, ip: str | None, user_agent: str, message: str, params: Mapping[str, str]
+    *,
+    method: str,
+    ip: str | None,
+    user_agent: str,
+    message: str,
+    params: Mapping[str, str],
+    reason: Reason = Reason.INVALID_PARAMETER,
 ) -> PostbackOutcome:
     """Log and answer a request whose parameters could not be read at all.
 
     For requests Django refuses to parse (too many fields, a body over the upload limit, a
     broken multipart body): they are still postback requests, so they get their log row and
-    a ``400 invalid_parameter``. ``params`` holds whatever could be read (often nothing).
+    a ``400 invalid_parameter`` (or ``413 request_too_large`` for a body over the limit).
+    ``params`` holds whatever could be read (often nothing).
     """
     params = {str(name): "" if value is None else str(value) for name, value in params.items()}
-    rejection = _Rejected(Reason.INVALID_PARAMETER, message)
+    rejection = _Rejected(reason, message)
     return _reject(params, _Trail(), rejection, method, ip, user_agent, dry_run=False)
 
 
@@ -898,7 +907,7 @@ def _outcome(rejection: _Rejected | None) -> dict:
     return {
         "reason": reason.value,
         "status_code": STATUS[reason],
-        "message": rejection.message[:500] if rejection else "",
+        "message": token_mask()(rejection.message)[:500] if rejection else "",
         "conversion_id": None,
         "event_record_id": None,
     }
@@ -916,16 +925,18 @@ def _log_values(
     """The request's log row but its outcome: every parameter (``secure`` masked), where it
     got."""
     click = trail.click
+    # Tokens by value, wherever they were sent; a request that read nothing reads them.
+    mask = token_mask(fresh=trail.advertiser_id is None)
     return {
         "created_at": created_at,
         "method": printable(method)[:10],
         # Encoded here, as the JSONField would (its column takes the text).
-        "params": json.dumps(loggable_params(params)),
+        "params": json.dumps(loggable_params(params, mask)),
         "secure_masked": printable(mask_token(params.get("secure", "")))[:32],
         "ip": ip or None,
-        "user_agent": printable(user_agent)[:512],
+        "user_agent": printable(mask(user_agent))[:512],
         "type": trail.type,
-        "transaction_id": printable(params.get("transaction_id", ""))[:255],
+        "transaction_id": printable(mask(params.get("transaction_id", "")))[:255],
         "advertiser_id": trail.advertiser_id,
         "offer_id": click.offer_id if click else None,
         "event_id": trail.event_id,
@@ -945,16 +956,18 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def loggable_params(params: Mapping[str, str]) -> dict[str, str]:
-    """What the log keeps of the parameters: ``secure`` masked, the rest escaped and cut.
+def loggable_params(params: Mapping[str, str], mask: TokenMask | None = None) -> dict[str, str]:
+    """What the log keeps of the parameters: ``secure`` masked, every advertiser's token
+    masked wherever it appears (``mask``, tracking.masking), the rest escaped and cut.
 
     The whole token is never stored: only ``mask_token``'s first characters.
     """
+    mask = mask if mask is not None else token_mask()
     secure = params.get("secure", "")
     kept: dict[str, str] = {}
     for name, value in list(params.items())[:LOG_PARAMETER_LIMIT]:
         # Also where a misconfigured URL repeats the token under another name.
         if name == "secure" or (secure and value == secure):
             value = mask_token(value)
-        kept[printable(name)[:LOG_NAME_LIMIT]] = printable(value)[:LOG_VALUE_LIMIT]
+        kept[printable(mask(name))[:LOG_NAME_LIMIT]] = printable(mask(value))[:LOG_VALUE_LIMIT]
     return kept
