@@ -144,10 +144,14 @@ def text_charset(name: str) -> str | None:
     return info.name if compatible else None
 
 
+#: Where config.charset's WSGI wrapper sets aside a charset it took out of CONTENT_TYPE.
+REFUSED_CHARSET = "clicktrail.refused_charset"
+
+
 def declared_charset(request: HttpRequest) -> str:
     """The body's declared charset (UTF-8 by default); ``BodyRefused`` if it is no
     ASCII-compatible text encoding."""
-    declared = request.content_params.get("charset")
+    declared = request.META.get(REFUSED_CHARSET) or request.content_params.get("charset")
     if declared is None:
         return "utf-8"
     charset = text_charset(declared.strip().lower()[:40])
