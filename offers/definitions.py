@@ -178,6 +178,10 @@ class Definitions:
             self._tokens = frozenset(Advertiser.objects.values_list("postback_token", flat=True))
         return self._tokens
 
+    def cached_tokens(self) -> frozenset[str] | None:
+        """The tokens if ``tokens()`` loaded them already (None otherwise)."""
+        return self._tokens
+
     def advertiser_for_token(self, token: str) -> int | None:
         """The ID of the advertiser whose postback token this is, or None.
 

@@ -95,3 +95,11 @@ def token_mask(*, fresh: bool = False) -> TokenMask:
     if defs is None:
         defs = definitions(version=current_version())
     return _mask_of(defs.tokens())
+
+
+def known_token_mask() -> TokenMask:
+    """The mask of the tokens this process has loaded already, without any query (for log
+    filters: a log call must never wait on the database). ``NO_TOKENS`` before any."""
+    defs = cached_definitions()
+    tokens = defs.cached_tokens() if defs is not None else None
+    return _mask_of(tokens) if tokens else NO_TOKENS

@@ -162,7 +162,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Tokens never reach a log whole: runserver logs whole request lines with their query.
-    "filters": {"mask_secure": {"()": "config.logging.MaskSecureFilter"}},
+    "filters": {
+        "mask_secure": {"()": "config.logging.MaskSecureFilter"},
+        "one_line_warning": {"()": "config.logging.OneLineWarning"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -179,5 +182,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # runserver's own handler would print request lines unfiltered; send them through ours.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # A Host outside ALLOWED_HOSTS is a client's mistake (or a scanner): one warning line
+        # each, not an error with a ten-line traceback.
+        "django.security.DisallowedHost": {"filters": ["one_line_warning"], "level": "WARNING"},
     },
 }
