@@ -83,13 +83,15 @@ def client_ip(request: HttpRequest) -> str | None:
     """The client's IP: REMOTE_ADDR, or the proxy's X-Forwarded-For when configured.
 
     X-Forwarded-For is only trusted with USE_X_FORWARDED_FOR (behind a proxy that sets it);
-    otherwise anyone could write any address into the logs.
+    otherwise anyone could write any address into the logs. Its right-most entry is the one
+    the trusted proxy wrote (SPEC "IP allow-list"); entries to its left are whatever the
+    client claimed. (deploy/nginx/clicktrail.conf replaces the header with one entry.)
     """
     candidate = request.META.get("REMOTE_ADDR", "")
     if settings.USE_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            candidate = forwarded.split(",")[0].strip()
+            candidate = forwarded.rsplit(",", 1)[-1].strip()
     return _normalised_ip(candidate[:64])
 
 
