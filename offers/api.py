@@ -3,14 +3,16 @@
 import copy
 from typing import Any
 
+import django_filters
+from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Model
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -60,7 +62,27 @@ def _as_seen(serializer: serializers.Serializer, url: str, token: str) -> str:
     return url_as_seen_by(request.user if request else None, url, token)
 
 
-class CurrencyField(serializers.CharField):
+class StrictCharField(serializers.CharField):
+    """Text, and only text: DRF's CharField turns a JSON number or ``true`` into a string,
+    which lets a client's type mistake through as data."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """DRF's ModelSerializer with text fields that take only JSON strings."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
+class CurrencyField(StrictCharField):
     """Three ASCII letters, stored upper-case."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -73,7 +95,7 @@ class CurrencyField(serializers.CharField):
         return value.upper()
 
 
-class AdvertiserSerializer(serializers.ModelSerializer):
+class AdvertiserSerializer(ModelSerializer):
     postback_token = serializers.SerializerMethodField(
         help_text="Whole for account managers, masked for analysts."
     )
@@ -103,15 +125,20 @@ class AdvertiserSerializer(serializers.ModelSerializer):
         return advertiser_create(**validated_data)
 
 
-class PublisherSerializer(serializers.ModelSerializer):
+class PublisherSerializer(ModelSerializer):
     class Meta:
         model = Publisher
         fields = ["id", "name", "created_at"]
         read_only_fields = ["id", "created_at"]
 
 
-class OfferSerializer(serializers.ModelSerializer):
+class OfferSerializer(ModelSerializer):
     currency = CurrencyField(required=False, default="USD")
+    # Plain text in the schema, not "format: uri": it carries macros ({transaction_id}) that
+    # no URI grammar allows. The model's URL validation still runs (validate_model).
+    destination_url = StrictCharField(
+        max_length=2000, help_text=Offer._meta.get_field("destination_url").help_text
+    )
     postback_url = serializers.SerializerMethodField()
     tracking_url = serializers.SerializerMethodField()
 
@@ -148,7 +175,7 @@ class OfferSerializer(serializers.ModelSerializer):
         return tracking_url(offer)
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(ModelSerializer):
     id = serializers.IntegerField(read_only=True, help_text="The event ID, unique platform-wide.")
     postback_url = serializers.SerializerMethodField()
 
@@ -194,6 +221,27 @@ class EventSerializer(serializers.ModelSerializer):
             raise api_validation_error(exc) from exc
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
+class IdFilter(django_filters.NumberFilter):
+    """A positive whole number (``NumberFilter`` alone would take ``1.5``)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
+
+class OfferFilter(django_filters.FilterSet):
+    """``advertiser`` by ID: an ID that names no advertiser finds no offer (rather than the
+    400 of a model choice), as every other ID filter of the API."""
+
+    advertiser = IdFilter(field_name="advertiser_id", help_text="Advertiser ID.")
+
+    class Meta:
+        model = Offer
+        fields = ["advertiser", "status", "currency"]
+
+
 class DefinitionViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -233,7 +281,7 @@ class PublisherViewSet(DefinitionViewSet):
 class OfferViewSet(DefinitionViewSet):
     queryset = Offer.objects.select_related("advertiser").order_by("id")
     serializer_class = OfferSerializer
-    filterset_fields = ["advertiser", "status", "currency"]
+    filterset_class = OfferFilter
 
 
 class EventViewSet(

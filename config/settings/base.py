@@ -150,6 +150,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"MoneyTypeEnum": "offers.models.MoneyType"},
+    # Every operation's error answers (config/schema.py), after the default enum hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.add_error_responses",
+    ],
+    # The API is JSON: request bodies are documented as JSON only (forms are still read,
+    # for the browsable API).
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # Request bodies get their own components, with what writing requires (minLength…).
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Covering indexes (Index.include) are PostgreSQL-only; SQLite builds them without the
