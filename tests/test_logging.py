@@ -67,10 +67,15 @@ TOKEN = "Gq7" + "t" * 37 + "x_Z"  # 43 characters, as generated
 
 
 @pytest.fixture
-def live_token(django_db_setup, django_db_blocker) -> Iterator[str]:  # noqa: ANN001
-    """An advertiser with ``TOKEN``, committed, so a server started afterwards knows it."""
+def server_database(django_db_setup) -> None:  # noqa: ANN001
+    """The test database, for a real server (which needs PostgreSQL to share it)."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://…")
+
+
+@pytest.fixture
+def live_token(server_database, django_db_blocker) -> Iterator[str]:  # noqa: ANN001
+    """An advertiser with ``TOKEN``, committed, so a server started afterwards knows it."""
     with django_db_blocker.unblock():
         advertiser = AdvertiserFactory(postback_token=TOKEN)
         yield TOKEN
@@ -111,3 +116,28 @@ def test_gunicorns_logs_never_carry_a_whole_token(live_token, tmp_path, parser):
     assert TOKEN[:8] not in text
     if parser == "python":
         assert "Invalid HTTP request line: 'GET  /postback?secure=Gq7t••••••••" in text
+
+
+def test_a_real_server_logs_a_disallowed_host_as_one_line(server_database, tmp_path):
+    log = tmp_path / "gunicorn.log"
+
+    with gunicorn(
+        postgres_url(),
+        log,
+        workers=1,
+        settings="config.settings.production",
+        SECRET_KEY="k" * 64,
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="False",
+    ) as base:
+        for path in ("/postback?secure=x", "/admin/", "/healthz"):
+            answer = raw_request(
+                base,
+                f"GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".encode(),
+            )
+            assert answer.startswith(b"HTTP/1.1 400 ")
+
+    lines = [line for line in log.read_text().splitlines() if "evil.example" in line]
+    assert len(lines) == 3, log.read_text()
+    assert all("WARNING django.security.DisallowedHost" in line for line in lines)
+    assert "Traceback" not in log.read_text()
