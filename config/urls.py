@@ -15,7 +15,6 @@ admin.site.site_title = "Clicktrail"
 admin.site.index_title = "Tracking administration"
 
 
-
 @csrf_exempt  # a 404 whatever the method: no CSRF page for a path that does not exist
 def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
     return JsonResponse({"detail": "Not found."}, status=404)
