@@ -25,7 +25,9 @@ from tracking.http import (
 )
 from tracking.models import Reason
 from tracking.postback import postback_process, postback_unreadable
+from tracking.rules import RecordKind
 from tracking.services import SUB_FIELDS, ClickRefused, click_record
+from tracking.status import status_postback_process
 
 SUB_VALUE_LIMIT = 255
 
@@ -125,10 +127,14 @@ def _query_if_readable(request: HttpRequest) -> dict[str, str]:
 
 
 def _answer_postback(
-    request: HttpRequest, read: "dict[str, str] | Exception | None" = None
+    request: HttpRequest,
+    read: "dict[str, str] | Exception | None" = None,
+    process=postback_process,  # noqa: ANN001
+    kind: RecordKind | None = None,
 ) -> JsonResponse:
     """Parse the request (unless ``read`` holds what reading it gave), run the postback
-    service once, render its outcome as JSON."""
+    service (``process``: /postback's or the status postback's) once, render its outcome as
+    JSON."""
     if request.method not in POSTBACK_METHODS:
         response = JsonResponse(
             {
@@ -162,11 +168,10 @@ def _answer_postback(
                 else f"The request's parameters could not be read: {exc}"[:500],
                 params=_query_if_readable(request),
                 reason=Reason.REQUEST_TOO_LARGE if too_large else Reason.INVALID_PARAMETER,
+                kind=kind,
             )
         else:
-            outcome = postback_process(
-                params=params, method=request.method, ip=ip, user_agent=user_agent
-            )
+            outcome = process(params=params, method=request.method, ip=ip, user_agent=user_agent)
     except (OperationalError, InterfaceError):
         # The database is unreachable (down, restarting, out of connections). Nothing was
         # recorded; the advertiser's system retries.
@@ -194,6 +199,16 @@ def postback(request: HttpRequest) -> HttpResponse:
     """``GET``/``POST /postback``: a conversion or event from an advertiser (SPEC "Postback
     endpoint"). The rules live in ``tracking.postback``."""
     return _answer_postback(request)
+
+
+@decodes_own_request
+@transaction.non_atomic_requests
+@csrf_exempt
+@hit_never_cache
+def postback_status(request: HttpRequest) -> HttpResponse:
+    """``GET``/``POST /postback/status``: an advertiser approves or rejects what it reported
+    (docs/postbacks.md "Approving and rejecting"). The rules live in ``tracking.status``."""
+    return _answer_postback(request, process=status_postback_process, kind=RecordKind.STATUS)
 
 
 @decodes_own_request

@@ -149,7 +149,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"MoneyTypeEnum": "offers.models.MoneyType"},
+    "ENUM_NAME_OVERRIDES": {
+        "MoneyTypeEnum": "offers.models.MoneyType",
+        "OfferStatusEnum": "offers.models.Offer.Status",
+        "RecordStatusEnum": "tracking.models.RecordStatus",
+        "StatusChangeSourceEnum": "tracking.models.StatusChange.Source",
+    },
     # Every operation's error answers (config/schema.py), after the default enum hook.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
