@@ -310,6 +310,7 @@ class Reason(models.TextChoices):
     AMBIGUOUS_RECORD = "ambiguous_record", "Ambiguous record"
     INVALID_TRANSITION = "invalid_transition", "Invalid status transition"
     UNAVAILABLE = "unavailable", "Unavailable"
+    REQUEST_TOO_LARGE = "request_too_large", "Request too large"
 
 
 LOG_LINK = {

@@ -34,6 +34,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF: its check reads the form body in the declared charset.
+    "config.charset.DeclaredCharsetMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -153,6 +155,16 @@ SPECTACULAR_SETTINGS = {
         "RecordStatusEnum": "tracking.models.RecordStatus",
         "StatusChangeSourceEnum": "tracking.models.StatusChange.Source",
     },
+    # Every operation's error answers (config/schema.py), after the default enum hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.add_error_responses",
+    ],
+    # The API is JSON: request bodies are documented as JSON only (forms are still read,
+    # for the browsable API).
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # Request bodies get their own components, with what writing requires (minLength…).
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Covering indexes (Index.include) are PostgreSQL-only; SQLite builds them without the
@@ -165,7 +177,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Tokens never reach a log whole: runserver logs whole request lines with their query.
-    "filters": {"mask_secure": {"()": "config.logging.MaskSecureFilter"}},
+    "filters": {
+        "mask_secure": {"()": "config.logging.MaskSecureFilter"},
+        "one_line_warning": {"()": "config.logging.OneLineWarning"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -182,5 +197,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # runserver's own handler would print request lines unfiltered; send them through ours.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # A Host outside ALLOWED_HOSTS is a client's mistake (or a scanner): one warning line
+        # each, not an error with a ten-line traceback.
+        "django.security.DisallowedHost": {"filters": ["one_line_warning"], "level": "WARNING"},
     },
 }
