@@ -27,6 +27,7 @@ from offers.models import Offer
 from tracking.csv_export import csv_response
 from tracking.filters import DateOrDateTimeField
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
+from tracking.retention import period_pruned
 from tracking.reports import ReportFilterSet, period_of
 from tracking.selectors import (
     Period,
@@ -448,6 +449,7 @@ class EventRecordAdmin(MoneyRecordAdmin):
                 days=days_between(first, last),
             )
         )
+        context["retention"] = period_pruned(period.start)
         return TemplateResponse(request, "admin/tracking/reports.html", context)
 
 

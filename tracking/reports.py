@@ -19,6 +19,7 @@ from rest_framework.response import Response
 
 from tracking.filters import IdFilter, SinceFilter, UntilFilter
 from tracking.models import EventRecord
+from tracking.retention import period_pruned
 from tracking.selectors import GROUP_KEYS, Period, report
 
 
@@ -110,8 +111,25 @@ class ReportRowSerializer(serializers.Serializer):
                 self.fields.pop(key)
 
 
+class RetentionSerializer(serializers.Serializer):
+    """What retention removed (tracking/retention.py). The report's rows are complete
+    either way: they come from the records and the hourly totals, never pruned."""
+
+    raw_rows_pruned = serializers.BooleanField(
+        help_text="Whether the period reaches before what retention removed: its postback "
+        "log rows and unconverted clicks (some or all) are gone."
+    )
+    postback_log_pruned_before = serializers.DateTimeField(
+        allow_null=True, help_text="Postback log rows created before this were removed."
+    )
+    clicks_pruned_before = serializers.DateTimeField(
+        allow_null=True, help_text="Clicks that never converted, made before this, were removed."
+    )
+
+
 class ReportSerializer(serializers.Serializer):
     results = ReportRowSerializer(many=True)
+    retention = RetentionSerializer()
 
 
 class ReportView(GenericAPIView):
@@ -132,4 +150,5 @@ class ReportView(GenericAPIView):
         group_by = filterset.clean_group_by()
         rows = report(group_by=group_by, period=filterset.period(), offer=filterset.offer_id())
         serializer = ReportRowSerializer(rows, many=True, group_by=group_by)
-        return Response({"results": serializer.data})
+        retention = RetentionSerializer(period_pruned(filterset.period().start))
+        return Response({"results": serializer.data, "retention": retention.data})

@@ -329,3 +329,23 @@ def pruned_before() -> dict[str, datetime | None]:
     """The marks: of each kind, the rows created before when are gone (None: none pruned)."""
     marks = {mark.kind: mark.before for mark in PruneMark.objects.all()}
     return {kind: marks.get(kind) for kind in PruneMark.Kind.values}
+
+
+def period_pruned(period_start: datetime | None) -> dict[str, object]:
+    """What a report over a period starting at ``period_start`` (None: from the beginning)
+    should say about retention: whether raw rows of it were pruned, and before when.
+
+    The report's own numbers are unaffected (they come from the records and the hourly
+    totals); what is gone is the postback log's rows (outcomes by reason) and the clicks
+    that never converted."""
+    marks = pruned_before()
+    log_before, clicks_before = marks[PruneMark.Kind.POSTBACK_LOG], marks[PruneMark.Kind.CLICKS]
+    reaches = [
+        mark for mark in (log_before, clicks_before) if mark is not None
+        and (period_start is None or period_start < mark)
+    ]
+    return {
+        "raw_rows_pruned": bool(reaches),
+        "postback_log_pruned_before": log_before,
+        "clicks_pruned_before": clicks_before,
+    }

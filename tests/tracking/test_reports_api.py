@@ -30,7 +30,7 @@ def rows(client, **params) -> list[dict]:  # noqa: ANN001
     response = client.get(URL, params)
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"results"}
+    assert set(body) == {"results", "retention"}
     return body["results"]
 
 
