@@ -27,8 +27,8 @@ from offers.models import Offer
 from tracking.csv_export import csv_response
 from tracking.filters import DateOrDateTimeField
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
-from tracking.retention import period_pruned
 from tracking.reports import ReportFilterSet, period_of
+from tracking.retention import period_pruned
 from tracking.selectors import (
     Period,
     count_by,

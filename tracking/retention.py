@@ -341,8 +341,9 @@ def period_pruned(period_start: datetime | None) -> dict[str, object]:
     marks = pruned_before()
     log_before, clicks_before = marks[PruneMark.Kind.POSTBACK_LOG], marks[PruneMark.Kind.CLICKS]
     reaches = [
-        mark for mark in (log_before, clicks_before) if mark is not None
-        and (period_start is None or period_start < mark)
+        mark
+        for mark in (log_before, clicks_before)
+        if mark is not None and (period_start is None or period_start < mark)
     ]
     return {
         "raw_rows_pruned": bool(reaches),
