@@ -25,6 +25,7 @@ reports over those periods can say so; their totals come from the records and th
 totals, which are never pruned.
 """
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, models, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from offers.models import Offer
@@ -72,16 +73,47 @@ def click_cutoff(*, now: datetime, retention_days: int) -> datetime:
     return now - timedelta(days=retention_days)
 
 
+def _protecting_relations() -> list:
+    """The relations that keep a click: every foreign key to it with a database constraint
+    (conversions, event records, and whatever is added later with one). The postback log's
+    link has none and keeps nothing."""
+    return [
+        relation
+        for relation in Click._meta.related_objects
+        if not relation.many_to_many and getattr(relation.field, "db_constraint", False)
+    ]
+
+
 def _unreferenced(clicks: models.QuerySet) -> models.QuerySet:
-    """``clicks`` that nothing references through a database constraint (conversions,
-    event records, and whatever later relation is added with one)."""
-    for relation in Click._meta.related_objects:
+    """``clicks`` that nothing references through a database constraint."""
+    for relation in _protecting_relations():
         field = relation.field
-        if relation.many_to_many or not getattr(field, "db_constraint", False):
-            continue  # the postback log's link: no constraint, not kept alive by it
         related = relation.related_model._base_manager.filter(**{field.attname: OuterRef("pk")})
         clicks = clicks.filter(~Exists(related))
     return clicks
+
+
+@functools.cache
+def _delete_clicks_sql() -> str:
+    """PostgreSQL: delete the unreferenced clicks among the IDs given, in one statement.
+
+    Measured: Django's ``QuerySet.delete()`` loads every click of a batch as a model and
+    queries each PROTECT relation again before it deletes (about 2,600 clicks/s, most of it
+    in Python); this statement does the same check in the database. ``SKIP LOCKED``: a
+    click a postback is converting right now (its row locked by the insert's key check) is
+    skipped, not waited for, and the conversion then keeps it."""
+    quote = connection.ops.quote_name
+    click = quote(Click._meta.db_table)
+    kept = " AND ".join(
+        f"NOT EXISTS (SELECT 1 FROM {quote(r.related_model._meta.db_table)} AS r "  # noqa: S608
+        f"WHERE r.{quote(r.field.column)} = c.id)"
+        for r in _protecting_relations()
+    )
+    return (
+        f"WITH doomed AS (SELECT c.id FROM {click} AS c "  # noqa: S608 - names from the models
+        f"WHERE c.id = ANY(%s) AND {kept or 'TRUE'} FOR UPDATE OF c SKIP LOCKED) "
+        f"DELETE FROM {click} AS c USING doomed WHERE c.id = doomed.id"
+    )
 
 
 def prunable_clicks(before: datetime) -> models.QuerySet:
@@ -231,8 +263,10 @@ def _delete_clicks(
     while True:
         candidates = Click.objects.filter(created_at__lt=before)
         if after is not None:
-            candidates = candidates.filter(
-                Q(created_at__gt=after[0]) | Q(created_at=after[0], id__gt=after[1])
+            # A range on created_at the index can seek to, not an OR it would have to scan
+            # from the start (over every row deleted so far) on each batch.
+            candidates = candidates.filter(created_at__gte=after[0]).exclude(
+                created_at=after[0], id__lte=after[1]
             )
         page = list(
             candidates.order_by("created_at", "id").values_list("created_at", "id")[:batch_size]
@@ -240,17 +274,20 @@ def _delete_clicks(
         if not page:
             break
         after = page[-1]
+        ids = [pk for _, pk in page]
         with transaction.atomic():
             _lock_timeout(lock_timeout_ms)
-            unreferenced = _unreferenced(Click.objects.filter(id__in=[pk for _, pk in page]))
             if connection.vendor == "postgresql":
-                # A click a postback is converting right now (its row locked by the insert's
-                # key check) is skipped, not waited for; the conversion then keeps it.
-                unreferenced = unreferenced.select_for_update(skip_locked=True)
-            ids = list(unreferenced.values_list("id", flat=True))
-            if ids:
-                deleted = Click.objects.filter(id__in=ids).delete()[1].get(Click._meta.label, 0)
-                total += deleted
+                with connection.cursor() as cursor:
+                    cursor.execute(_delete_clicks_sql(), [ids])
+                    total += cursor.rowcount
+            else:
+                doomed = list(
+                    _unreferenced(Click.objects.filter(id__in=ids)).values_list("id", flat=True)
+                )
+                if doomed:
+                    deleted = Click.objects.filter(id__in=doomed).delete()[1]
+                    total += deleted.get(Click._meta.label, 0)
         report(total)
         if pause:
             time.sleep(pause)
