@@ -76,6 +76,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=8097)
     parser.add_argument("--batch-size", type=int, default=1000, help="prune's --batch-size")
+    parser.add_argument("--pause", type=float, default=0.0, help="prune's --pause (seconds)")
     parser.add_argument("--skip-layouts", action="store_true", help="skip step 1")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     return parser.parse_args()
@@ -273,6 +274,8 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
                     "--apply",
                     "--batch-size",
                     str(args.batch_size),
+                    "--pause",
+                    str(args.pause),
                 ],
                 cwd=ROOT,
                 env=prune_env,
@@ -358,7 +361,7 @@ def report(args: argparse.Namespace, layouts: list[dict], prune: dict, started: 
         f"| … after the prune | {prune['after']['rps']:,.0f} req/s |",
         f"| during ÷ mean of before and after | {prune['ratio']:.2f} |",
         f"| the prune: {prune['clicks_deleted']:,} old clicks deleted, batches of "
-        f"{args.batch_size} | {prune['prune_seconds']:.1f} s"
+        f"{args.batch_size}, --pause {args.pause} | {prune['prune_seconds']:.1f} s"
         f"{ending} |",
     ]
     return "\n".join(lines) + "\n"
