@@ -43,6 +43,10 @@ from django.db.backends.utils import CursorWrapper
 PARTITIONED = {"tracking_postbacklog": "created_at"}
 
 MAX_NAME = 63  # PostgreSQL's identifier length
+#: The longest a partition step waits for a lock. While DROP TABLE waits for the parent's
+#: lock, the postbacks that arrive queue behind it: a few hundred ms at most, then the step
+#: gives up and is retried (the next run at the latest).
+LOCK_TIMEOUT_MS = 500
 
 _BOUNDS_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 _INDEX_HEAD_RE = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+ USING ")
@@ -256,7 +260,7 @@ def missing_months(existing: Iterable[Partition], wanted: Iterable[datetime]) ->
 
 
 def ensure_partitions(
-    *, now: datetime, months_ahead: int, lock_timeout_ms: int = 2000
+    *, now: datetime, months_ahead: int, lock_timeout_ms: int = LOCK_TIMEOUT_MS
 ) -> list[str]:
     """Make the partitions of every partitioned table from ``now``'s month to
     ``months_ahead`` months after it, and for any month with rows in the DEFAULT
@@ -279,7 +283,7 @@ def ensure_partitions(
     return created
 
 
-def drop_partition(name: str, *, lock_timeout_ms: int = 2000) -> None:
+def drop_partition(name: str, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
     """Drop one partition (all its rows at once). ``DROP TABLE`` of a partition takes a
     short ``ACCESS EXCLUSIVE`` lock on the parent: bounded by ``lock_timeout_ms`` so it
     never holds inserts queued behind it for longer."""

@@ -41,7 +41,7 @@ from tracking import partitions
 from tracking.models import Click, PostbackLog, PruneMark
 
 LOG_TABLE = PostbackLog._meta.db_table
-DROP_ATTEMPTS = 3
+DROP_ATTEMPTS = 5
 
 Progress = Callable[[str], None]
 
@@ -139,13 +139,14 @@ class PrunePlan:
     #: Log rows deleted row by row: on SQLite all of them, on PostgreSQL those not in a
     #: partition above (the DEFAULT partition's).
     log_rows: int
-    clicks: int
+    clicks: int | None
     #: PostgreSQL: the partitions ``manage.py partitions`` would make first.
     missing_partitions: list[str]
 
 
-def prune_plan(*, now: datetime | None = None) -> PrunePlan:
-    """What ``prune`` would remove at ``now``, read without changing anything."""
+def prune_plan(*, now: datetime | None = None, count_clicks: bool = True) -> PrunePlan:
+    """What ``prune`` would remove at ``now``, read without changing anything. Counting
+    the expired clicks reads all of them: ``count_clicks=False`` leaves ``clicks`` None."""
     now = now or timezone.now()
     log_before = log_cutoff(now=now, retention_days=settings.POSTBACK_LOG_RETENTION_DAYS)
     click_before = click_cutoff(now=now, retention_days=settings.CLICK_RETENTION_DAYS)
@@ -189,7 +190,7 @@ def prune_plan(*, now: datetime | None = None) -> PrunePlan:
         click_before=click_before,
         log_partitions=droppable,
         log_rows=log_rows(),
-        clicks=prunable_clicks(click_before).count(),
+        clicks=prunable_clicks(click_before).count() if count_clicks else None,
         missing_partitions=missing,
     )
 
@@ -311,7 +312,7 @@ def prune(
     now: datetime | None = None,
     batch_size: int = 1000,
     pause: float = 0.0,
-    lock_timeout_ms: int = 2000,
+    lock_timeout_ms: int = partitions.LOCK_TIMEOUT_MS,
     progress: Progress = _quiet,
 ) -> PruneResult:
     """Remove what the retention settings say is past retention at ``now`` (see the module
@@ -320,7 +321,7 @@ def prune(
     batches), then the expired unconverted clicks. Each step is its own transaction; a run
     stopped half way leaves a consistent database, and the next run goes on."""
     now = now or timezone.now()
-    plan = prune_plan(now=now)
+    plan = prune_plan(now=now, count_clicks=False)
     result = PruneResult()
     if partitions.is_partitioned(LOG_TABLE):
         result.created_partitions = partitions.ensure_partitions(

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lock-timeout-ms",
             type=int,
-            default=2000,
+            default=partitions.LOCK_TIMEOUT_MS,
             help="Give up on a partition (the next run retries) rather than wait longer "
             "than this for a lock.",
         )

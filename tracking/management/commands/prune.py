@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from tracking.partitions import LOCK_TIMEOUT_MS
 from tracking.retention import prune, prune_plan
 
 
@@ -38,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lock-timeout-ms",
             type=int,
-            default=2000,
+            default=LOCK_TIMEOUT_MS,
             help="Longest wait for a lock (PostgreSQL); a step that waits longer is left "
             "for the next run.",
         )
@@ -47,9 +48,9 @@ class Command(BaseCommand):
         if options["batch_size"] < 1 or options["pause"] < 0 or options["lock_timeout_ms"] < 1:
             raise CommandError("--batch-size and --lock-timeout-ms must be positive, --pause >= 0.")
         now = timezone.now()
-        plan = prune_plan(now=now)
-        write = self.stdout.write
         apply = options["apply"]
+        plan = prune_plan(now=now, count_clicks=not apply)
+        write = self.stdout.write
         verb = "" if apply else "would "
         if not apply:
             write("Dry run: nothing is removed (add --apply to remove it).")
@@ -69,7 +70,10 @@ class Command(BaseCommand):
             f"Clicks: unconverted ones kept {settings.CLICK_RETENTION_DAYS} days: those created "
             f"before {plan.click_before:%Y-%m-%d %H:%M} UTC are past retention."
         )
-        write(f"  {verb}delete {plan.clicks:,} unconverted clicks")
+        if plan.clicks is None:
+            write("  delete them one batch at a time (counted as they go)")
+        else:
+            write(f"  would delete {plan.clicks:,} unconverted clicks")
         for name in plan.missing_partitions:
             write(f"Partitions: {verb}create {name}")
         if not apply:
