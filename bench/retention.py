@@ -116,7 +116,8 @@ def measure_layouts(wrk: str, args: argparse.Namespace, env: dict, defs: dict) -
     size = pool_size(args)
     rows = []
     for round_ in range(args.rounds):
-        for partitioned in (False, True):
+        # One layout first in even rounds, the other in odd ones.
+        for partitioned in (False, True) if round_ % 2 == 0 else (True, False):
             migrate_to(partitioned)
             vacuum()
             runs = {name: paths for name, _, paths, _ in scenarios(defs, size=size)}
@@ -137,6 +138,50 @@ def measure_layouts(wrk: str, args: argparse.Namespace, env: dict, defs: dict) -
                 server.wait(timeout=30)
             defs = prepare(args.clicks, converted=size * 3)
     return rows
+
+
+def insert_cost(rounds: int, inserts: int = 3_000) -> dict[str, list[float]]:
+    """µs per single-row insert of a rejected postback's log row, prepared and sent one by
+    one from this process (as the tracking path does, without HTTP), into the partitioned
+    log and into a plain table with the same columns and indexes, alternating ``rounds``
+    times so the machine's swings touch both alike."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    raw = connection.connection
+    columns = (
+        "created_at, method, params, secure_masked, ip, user_agent, status_code, reason, "
+        "message, type, transaction_id, offer_id"
+    )
+    with raw.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_plain_log")
+        cursor.execute(f"CREATE TABLE bench_plain_log (LIKE {TABLE} INCLUDING ALL)")
+        cursor.execute("ALTER TABLE bench_plain_log DROP CONSTRAINT bench_plain_log_pkey")
+        cursor.execute("ALTER TABLE bench_plain_log ADD PRIMARY KEY (id)")
+    raw.commit()
+    costs: dict[str, list[float]] = {"one table": [], "partitioned": []}
+    for _ in range(rounds):
+        for layout, table in (("one table", "bench_plain_log"), ("partitioned", TABLE)):
+            sql = (
+                f"INSERT INTO {table} ({columns}) VALUES (now(), 'GET', '{{}}', 'abcd', "  # noqa: S608
+                "'203.0.113.1', 'bench', 404, 'unknown_transaction', '', 'event', %s, 1)"
+            )
+            started = time.perf_counter()
+            for n in range(inserts):
+                raw.execute(sql, [f"bench{n}"], prepare=True)
+                raw.commit()
+            costs[layout].append((time.perf_counter() - started) / inserts * 1e6)
+    with raw.cursor() as cursor:
+        cursor.execute("DROP TABLE bench_plain_log")
+        cursor.execute(f"DELETE FROM {TABLE} WHERE transaction_id LIKE 'bench%%'")  # noqa: S608
+    raw.commit()
+    print(
+        "µs per log insert (one table · partitioned, medians): "
+        f"{statistics.median(costs['one table']):,.0f} · "
+        f"{statistics.median(costs['partitioned']):,.0f}",
+        flush=True,
+    )
+    return costs
 
 
 def load_log(rows: int, now: datetime) -> list[str]:
@@ -320,7 +365,13 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
     }
 
 
-def report(args: argparse.Namespace, layouts: list[dict], prune: dict, started: str) -> str:
+def report(
+    args: argparse.Namespace,
+    layouts: list[dict],
+    inserts: dict[str, list[float]],
+    prune: dict,
+    started: str,
+) -> str:
     lines = [
         f"`make bench-retention` on {os.cpu_count()} cores (started {started}): "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, gunicorn "
@@ -343,6 +394,13 @@ def report(args: argparse.Namespace, layouts: list[dict], prune: dict, started: 
                 f"| {statistics.median(part) / statistics.median(one):.2f} |"
             )
         lines.append("")
+    one, part = (statistics.median(inserts[k]) for k in ("one table", "partitioned"))
+    lines += [
+        "One log row inserted and committed at a time from one connection (prepared, no "
+        f"HTTP), alternating {len(inserts['one table'])} rounds: one table "
+        f"{one:,.0f} µs, partitioned {part:,.0f} µs per insert ({part / one:.2f}×).",
+        "",
+    ]
     ending = (
         ", still running when the run ended"
         if prune["prune_still_running"]
@@ -378,8 +436,9 @@ def main() -> None:
     defs = prepare(args.clicks, converted=pool_size(args) * 3)
     layouts = [] if args.skip_layouts else measure_layouts(wrk, args, env, defs)
     migrate_to(True)
+    inserts = insert_cost(max(args.rounds, 3) * 2)
     prune = measure_prune(wrk, args, env, defs, timezone.now())
-    text = report(args, layouts, prune, started)
+    text = report(args, layouts, inserts, prune, started)
     print("\n" + text)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (RESULTS / f"retention-{stamp}.json").write_text(
