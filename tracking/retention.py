@@ -64,12 +64,13 @@ def longest_conversion_window_days() -> int | None:
     return Offer.objects.aggregate(longest=models.Max("conversion_window_days"))["longest"]
 
 
-def click_cutoff(*, now: datetime, retention_days: int) -> datetime:
+def click_cutoff(
+    *, now: datetime, retention_days: int, longest_window_days: int | None = None
+) -> datetime:
     """Unconverted clicks created before this are past retention. Never sooner than the
     longest conversion window plus 30 days: a click that may still convert is kept."""
-    longest = longest_conversion_window_days()
-    if longest is not None:
-        retention_days = max(retention_days, longest + 30)
+    if longest_window_days is not None:
+        retention_days = max(retention_days, longest_window_days + 30)
     return now - timedelta(days=retention_days)
 
 
@@ -149,7 +150,11 @@ def prune_plan(*, now: datetime | None = None, count_clicks: bool = True) -> Pru
     the expired clicks reads all of them: ``count_clicks=False`` leaves ``clicks`` None."""
     now = now or timezone.now()
     log_before = log_cutoff(now=now, retention_days=settings.POSTBACK_LOG_RETENTION_DAYS)
-    click_before = click_cutoff(now=now, retention_days=settings.CLICK_RETENTION_DAYS)
+    click_before = click_cutoff(
+        now=now,
+        retention_days=settings.CLICK_RETENTION_DAYS,
+        longest_window_days=longest_conversion_window_days(),
+    )
     droppable, missing = [], []
     log_rows = PostbackLog.objects.filter(created_at__lt=log_before).count
     if partitions.is_partitioned(LOG_TABLE):
