@@ -318,13 +318,16 @@ def prune(
     batch_size: int = 1000,
     pause: float = 0.0,
     lock_timeout_ms: int = partitions.LOCK_TIMEOUT_MS,
+    drop_attempts: int = DROP_ATTEMPTS,
     progress: Progress = _quiet,
 ) -> PruneResult:
     """Remove what the retention settings say is past retention at ``now`` (see the module
     docstring): make the coming months' partitions, drop the log's expired months, delete
     what is left row by row in batches of ``batch_size`` (sleeping ``pause`` seconds between
     batches), then the expired unconverted clicks. Each step is its own transaction; a run
-    stopped half way leaves a consistent database, and the next run goes on."""
+    stopped half way leaves a consistent database, and the next run goes on. A month whose
+    drop does not get its lock in ``lock_timeout_ms`` is tried ``drop_attempts`` times,
+    then left (with its rows) for the next run."""
     now = now or timezone.now()
     plan = prune_plan(now=now, count_clicks=False)
     result = PruneResult()
@@ -339,14 +342,14 @@ def prune(
     log_before = plan.log_before
     for droppable in plan.log_partitions:
         name = droppable.partition.name
-        for attempt in range(1, DROP_ATTEMPTS + 1):
+        for attempt in range(1, drop_attempts + 1):
             started = time.monotonic()
             try:
                 partitions.drop_partition(name, lock_timeout_ms=lock_timeout_ms)
             except OperationalError as exc:
                 progress(f"  {name}: not dropped, attempt {attempt} ({exc})".strip())
-                if attempt < DROP_ATTEMPTS:
-                    time.sleep(attempt)
+                if attempt < drop_attempts:
+                    time.sleep(0.5 * attempt)
                 continue
             result.dropped_partitions.append(name)
             progress(f"  dropped partition {name} in {time.monotonic() - started:.3f} s")

@@ -322,3 +322,37 @@ def test_a_click_within_the_longest_conversion_window_is_kept_whatever_the_setti
     run("--apply")
 
     assert Click.objects.filter(pk=click.pk).exists()
+
+
+@requires_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_month_whose_drop_cannot_get_its_lock_is_left_whole_for_the_next_run():
+    """A long read of the log (an export) holds a lock the drop needs: the drop gives up
+    after its lock timeout instead of making postbacks queue, and nothing of that month is
+    deleted row by row meanwhile."""
+    import psycopg
+
+    from tests.servers import postgres_url
+
+    now = timezone.now()
+    old = PostbackLogFactory(created_at=now - timedelta(days=400))
+    call_command("partitions", stdout=StringIO())
+    month = partitions.month_start(old.created_at)
+    name = partitions.partition_name("tracking_postbacklog", month)
+    with psycopg.connect(postgres_url()) as other:
+        other.execute("SELECT count(*) FROM tracking_postbacklog")  # holds its lock till rollback
+        with RETENTION:
+            result = prune(now=now, lock_timeout_ms=100, drop_attempts=2)
+        other.rollback()
+
+    assert result.skipped_partitions == [name]
+    assert result.dropped_partitions == []
+    assert PostbackLog.objects.filter(pk=old.pk).exists()
+    mark = PruneMark.objects.get(kind=PruneMark.Kind.POSTBACK_LOG)
+    assert mark.before == month  # what is gone is what precedes the month left behind
+
+    # The next run, with nothing in its way, drops it.
+    with RETENTION:
+        again = prune(now=now)
+    assert name in again.dropped_partitions
+    assert not PostbackLog.objects.filter(pk=old.pk).exists()
