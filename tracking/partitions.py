@@ -48,7 +48,6 @@ MAX_NAME = 63  # PostgreSQL's identifier length
 #: gives up and is retried (the next run at the latest).
 LOCK_TIMEOUT_MS = 500
 
-_BOUNDS_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 _INDEX_HEAD_RE = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+ USING ")
 
 
@@ -111,24 +110,29 @@ def is_partitioned(table: str) -> bool:
 
 def partitions(table: str) -> list[Partition]:
     """``table``'s partitions, oldest month first, the DEFAULT partition last."""
+    # The bounds come back as text in the session's DateStyle; PostgreSQL itself turns
+    # them back into timestamps, so no date format is assumed here.
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
-            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            r"""
+            SELECT c.relname, b.bound = 'DEFAULT',
+                   (regexp_match(b.bound, 'FROM \(''([^'']+)''\)'))[1]::timestamptz,
+                   (regexp_match(b.bound, 'TO \(''([^'']+)''\)'))[1]::timestamptz
+            FROM pg_inherits i
+            JOIN pg_class c ON c.oid = i.inhrelid
+            CROSS JOIN LATERAL pg_get_expr(c.relpartbound, c.oid) AS b(bound)
             WHERE i.inhparent = %s::regclass
             """,
             [table],
         )
         rows = cursor.fetchall()
-    found = []
-    for name, bound in rows:
-        match = _BOUNDS_RE.search(bound)
-        if match:
-            start, end = (datetime.fromisoformat(value) for value in match.groups())
-            found.append(Partition(name, start.astimezone(UTC), end.astimezone(UTC)))
-        elif bound == "DEFAULT":
-            found.append(Partition(name, None, None))
+    found = [
+        Partition(name, None, None)
+        if is_default
+        else Partition(name, start.astimezone(UTC), end.astimezone(UTC))
+        for name, is_default, start, end in rows
+        if is_default or (start is not None and end is not None)
+    ]
     return sorted(found, key=lambda p: (p.is_default, p.start or datetime.min.replace(tzinfo=UTC)))
 
 
