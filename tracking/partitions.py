@@ -31,6 +31,7 @@ formatted into it. The migration imports these functions: keep them compatible w
 """
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -287,13 +288,59 @@ def ensure_partitions(
     return created
 
 
-def drop_partition(name: str, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
-    """Drop one partition (all its rows at once). ``DROP TABLE`` of a partition takes a
-    short ``ACCESS EXCLUSIVE`` lock on the parent: bounded by ``lock_timeout_ms`` so it
-    never holds inserts queued behind it for longer."""
+@dataclass(frozen=True)
+class Dropped:
+    """How long dropping a partition took: ``detach`` is the time the parent was locked
+    (what postbacks could wait for), ``drop`` removing the detached table's files (which
+    locks nothing postbacks use)."""
+
+    detach: float
+    drop: float
+
+
+def drop_partition(table: str, name: str, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> Dropped:
+    """Remove one partition and all its rows, in two steps.
+
+    1. ``DETACH PARTITION``: a catalog change, under a short ``ACCESS EXCLUSIVE`` lock on
+       the parent (``… CONCURRENTLY`` is refused while a DEFAULT partition exists), bounded
+       by ``lock_timeout_ms`` so inserts never queue behind it for longer.
+    2. ``DROP TABLE`` of the now separate table. Measured: freeing a month's 1.3 GB of files
+       took 1–1.6 s on the development machines' disks; a ``DROP TABLE`` of the partition
+       itself would hold the parent's lock, and every postback, for all of it.
+
+    Should the process stop between the two, ``detached_leftovers`` finds the table for the
+    next run."""
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+        cursor.execute(f'ALTER TABLE "{table}" DETACH PARTITION "{name}"')
+    detached = time.perf_counter()
+    drop_detached(name, lock_timeout_ms=lock_timeout_ms)
+    return Dropped(detached - started, time.perf_counter() - detached)
+
+
+def drop_detached(name: str, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         cursor.execute(f'DROP TABLE "{name}"')
+
+
+def detached_leftovers(table: str) -> list[Partition]:
+    """Tables named as ``table``'s monthly partitions that are no longer attached: left by
+    a prune stopped between detaching a month and dropping it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
+            "AND relname ~ %s",
+            [f"^{table}_p[0-9]{{4}}_[0-9]{{2}}$"],
+        )
+        names = [name for (name,) in cursor.fetchall()]
+    leftovers = []
+    for name in names:
+        year, month = int(name[-7:-3]), int(name[-2:])
+        start = datetime(year, month, 1, tzinfo=UTC)
+        leftovers.append(Partition(name, start, add_months(start, 1)))
+    return sorted(leftovers, key=lambda p: p.start)
 
 
 def size_and_estimate(name: str) -> tuple[int, int | None]:

@@ -356,3 +356,23 @@ def test_a_month_whose_drop_cannot_get_its_lock_is_left_whole_for_the_next_run()
         again = prune(now=now)
     assert name in again.dropped_partitions
     assert not PostbackLog.objects.filter(pk=old.pk).exists()
+
+
+@requires_postgresql
+@RETENTION
+def test_a_month_detached_by_a_run_that_stopped_before_dropping_it_is_dropped_next_time():
+    now = timezone.now()
+    old = PostbackLogFactory(created_at=now - timedelta(days=400))
+    call_command("partitions", stdout=StringIO())
+    name = partitions.partition_name("tracking_postbacklog", partitions.month_start(old.created_at))
+    with connection.cursor() as cursor:
+        cursor.execute(f'ALTER TABLE tracking_postbacklog DETACH PARTITION "{name}"')
+    assert [p.name for p in partitions.detached_leftovers("tracking_postbacklog")] == [name]
+
+    output = run("--apply")
+
+    assert f"dropped {name}, detached by an earlier run" in output
+    assert partitions.detached_leftovers("tracking_postbacklog") == []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", [name])
+        assert cursor.fetchone() == (None,)
