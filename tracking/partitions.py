@@ -3,7 +3,7 @@
 ``tracking_postbacklog`` is ``PARTITION BY RANGE (created_at)``: one partition per UTC month
 (``tracking_postbacklog_p2026_12`` holds ``2026-12-01 00:00 UTC <= created_at <
 2027-01-01 00:00 UTC``) and a ``DEFAULT`` partition. Inserts touch only their month's small
-indexes, and retention (tracking/retention.py) drops a whole month with ``DROP TABLE``
+indexes, and retention (tracking/retention.py) detaches a whole month and drops it
 instead of deleting its rows one by one.
 
 Partitions for the coming months are made ahead by ``manage.py partitions`` (cron or the
@@ -44,9 +44,9 @@ from django.db.backends.utils import CursorWrapper
 PARTITIONED = {"tracking_postbacklog": "created_at"}
 
 MAX_NAME = 63  # PostgreSQL's identifier length
-#: The longest a partition step waits for a lock. While DROP TABLE waits for the parent's
-#: lock, the postbacks that arrive queue behind it: a few hundred ms at most, then the step
-#: gives up and is retried (the next run at the latest).
+#: The longest a partition step waits for a lock. While DETACH waits for the parent's lock,
+#: the postbacks that arrive queue behind it: a few hundred ms at most, then the step gives
+#: up and is retried (the next run at the latest).
 LOCK_TIMEOUT_MS = 500
 
 _INDEX_HEAD_RE = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON (ONLY )?\S+ USING ")
