@@ -24,7 +24,9 @@ from django.utils.html import format_html
 from offers.forms import EVENT_FIELDS, AdvertiserAddForm, EventForm, OfferForm
 from offers.models import Advertiser, Event, Offer, Publisher
 from offers.postback_urls import (
+    conversion_status_url,
     event_postback_url,
+    event_status_url,
     global_postback_url,
     offer_postback_url,
     tracking_url,
@@ -199,6 +201,7 @@ class EventRow:
     revenue: str
     payout: str
     postback_url: str
+    status_url: str = ""
 
 
 @admin.register(Offer)
@@ -284,12 +287,14 @@ class OfferAdmin(admin.ModelAdmin):
                 revenue=money_rule(event.revenue_type, event.revenue_value, offer.currency),
                 payout=money_rule(event.payout_type, event.payout_value, offer.currency),
                 postback_url=shown_url(request, event_postback_url(event, offer=offer), advertiser),
+                status_url=shown_url(request, event_status_url(event, offer=offer), advertiser),
             )
             for event in events
         ]
         highlight = request.GET.get("event", "")
         return {
             "offer_postback_url": shown_url(request, offer_postback_url(offer), advertiser),
+            "conversion_status_url": shown_url(request, conversion_status_url(offer), advertiser),
             "offer_revenue": money_rule(offer.revenue_type, offer.revenue_value, offer.currency),
             "offer_payout": money_rule(offer.payout_type, offer.payout_value, offer.currency),
             "event_rows": rows,

@@ -1,4 +1,5 @@
-"""``GET /api/v1/reports/``: conversions, events and money per day, offer, event, publisher.
+"""``GET /api/v1/reports/``: conversions, events and money per day, offer, event, publisher,
+status. Approved records only unless ``status`` (or grouping by status) says otherwise.
 
 The input is a django-filter FilterSet (so the OpenAPI schema documents it and bad input
 is a ``400`` with field messages); the numbers come from ``tracking.selectors``.
@@ -17,10 +18,10 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tracking.filters import IdFilter, SinceFilter, UntilFilter
+from tracking.filters import IdFilter, SinceFilter, StatusFilter, UntilFilter
 from tracking.models import EventRecord
 from tracking.retention import period_pruned
-from tracking.selectors import GROUP_KEYS, Period, report
+from tracking.selectors import COUNTED_STATUSES, GROUP_KEYS, Period, report
 
 
 @extend_schema_field({"type": "string", "enum": list(GROUP_KEYS)})
@@ -52,6 +53,13 @@ def period_of(since: date | datetime | None, until: date | datetime | None) -> P
     return Period(start=start, end=end)
 
 
+class ReportStatusFilter(StatusFilter):
+    """Validated here, applied by the selectors (which count from the hourly totals too)."""
+
+    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
+        return qs
+
+
 class ReportFilterSet(django_filters.FilterSet):
     """The report's input. ``since``, ``until`` and ``offer`` are the read API's own filters
     (tracking/filters.py) and apply alike to conversions, event records and the postback
@@ -59,7 +67,12 @@ class ReportFilterSet(django_filters.FilterSet):
 
     group_by = GroupByFilter(
         choices=[(key, key) for key in GROUP_KEYS],
-        help_text="Comma-separated, one or more of day, offer, event, publisher (default day).",
+        help_text="Comma-separated, one or more of day, offer, event, publisher, status "
+        "(default day).",
+    )
+    status = ReportStatusFilter(
+        help_text="Count records in these statuses, comma-separated (default approved; with "
+        "status in group_by, default every status).",
     )
     since = SinceFilter(field_name="created_at", help_text="ISO date or date-time, inclusive.")
     until = UntilFilter(
@@ -70,7 +83,7 @@ class ReportFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = EventRecord
-        fields = ["group_by", "since", "until", "offer"]
+        fields = ["group_by", "status", "since", "until", "offer"]
 
     def clean_group_by(self) -> list[str]:
         """The validated grouping (call after ``is_valid()``), in GROUP_KEYS order."""
@@ -85,6 +98,16 @@ class ReportFilterSet(django_filters.FilterSet):
     def offer_id(self) -> int | None:
         return self.form.cleaned_data.get("offer")
 
+    def statuses(self) -> list[str] | None:
+        """The statuses to count (call after ``is_valid()``): as asked; else approved, or
+        every status (None) when grouping by status."""
+        chosen = self.form.cleaned_data.get("status")
+        if chosen:
+            return sorted(set(chosen))
+        if "status" in self.clean_group_by():
+            return None
+        return list(COUNTED_STATUSES)
+
 
 class ReportRowSerializer(serializers.Serializer):
     day = serializers.DateField(required=False, help_text="Present when grouping by day.")
@@ -97,6 +120,7 @@ class ReportRowSerializer(serializers.Serializer):
     publisher = serializers.IntegerField(
         required=False, help_text="Present when grouping by publisher."
     )
+    status = serializers.CharField(required=False, help_text="Present when grouping by status.")
     currency = serializers.CharField()
     conversions = serializers.IntegerField()
     events = serializers.IntegerField()
@@ -148,7 +172,12 @@ class ReportView(GenericAPIView):
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
         group_by = filterset.clean_group_by()
-        rows = report(group_by=group_by, period=filterset.period(), offer=filterset.offer_id())
+        rows = report(
+            group_by=group_by,
+            period=filterset.period(),
+            offer=filterset.offer_id(),
+            statuses=filterset.statuses(),
+        )
         serializer = ReportRowSerializer(rows, many=True, group_by=group_by)
         retention = RetentionSerializer(period_pruned(filterset.period().start))
         return Response({"results": serializer.data, "retention": retention.data})

@@ -136,17 +136,17 @@ def test_totals_count_and_add_money_per_currency_for_what_is_filtered(admin_clie
 
     everything = totals_rows(changelist(admin_client, "conversion"))
     assert everything == [
-        ["EUR", "1", "9.99", "3.00", "6.99"],
-        ["USD", "2", "6.10", "5.20", "0.90"],
+        ["approved", "EUR", "1", "9.99", "3.00", "6.99"],
+        ["approved", "USD", "2", "6.10", "5.20", "0.90"],
     ]
     one_offer = totals_rows(
         changelist(admin_client, "conversion", offer__id__exact=recorded["other_offer"].pk)
     )
-    assert one_offer == [["EUR", "1", "9.99", "3.00", "6.99"]]
+    assert one_offer == [["approved", "EUR", "1", "9.99", "3.00", "6.99"]]
     by_publisher = totals_rows(
         changelist(admin_client, "conversion", publisher__id__exact=recorded["publisher"].pk)
     )
-    assert by_publisher == [["USD", "1", "5.00", "3.00", "2.00"]]
+    assert by_publisher == [["approved", "USD", "1", "5.00", "3.00", "2.00"]]
 
 
 def test_event_record_totals_follow_the_event_filter(admin_client, recorded):
@@ -155,9 +155,9 @@ def test_event_record_totals_follow_the_event_filter(admin_client, recorded):
     rows = totals_rows(
         changelist(admin_client, "eventrecord", event__id__exact=recorded["event"].pk)
     )
-    assert rows == [["USD", "1", "2.00", "1.00", "1.00"]]
+    assert rows == [["approved", "USD", "1", "2.00", "1.00", "1.00"]]
     assert totals_rows(changelist(admin_client, "eventrecord")) == [
-        ["USD", "2", "6.00", "2.00", "4.00"]
+        ["approved", "USD", "2", "6.00", "2.00", "4.00"]
     ]
 
 
@@ -212,7 +212,7 @@ def test_the_lists_show_the_last_30_days_unless_another_period_is_chosen(admin_c
 
     default = changelist(admin_client, "conversion")
     assert listed_ids(default) == {recent.pk}
-    assert totals_rows(default) == [["USD", "1", "5.00", "3.00", "2.00"]]
+    assert totals_rows(default) == [["approved", "USD", "1", "5.00", "3.00", "2.00"]]
     assert listed_ids(changelist(admin_client, "conversion", period="all")) == {recent.pk, old.pk}
     day = timezone.localtime(old.created_at).date().isoformat()
     assert listed_ids(changelist(admin_client, "conversion", since=day, until=day)) == {old.pk}

@@ -166,7 +166,7 @@ def unpartition(apps, schema_editor) -> None:  # noqa: ANN001
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0005_click_transaction_id_one_index")]
+    dependencies = [("tracking", "0006_record_status")]
 
     operations = [
         migrations.RunPython(partition, unpartition, elidable=False),
