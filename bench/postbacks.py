@@ -109,6 +109,13 @@ def parse_args() -> argparse.Namespace:
         "config file, gunicorn's own defaults",
     )
     parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="the offer rules on the benched offers: two caps each (conversions per day, "
+        "hard; payout per month, soft; limits never reached) and an IP allow-list on the "
+        "advertiser that admits the bench's address (without it, none of them)",
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     return parser.parse_args()
 
@@ -155,7 +162,38 @@ def setup_django(database: str, over: str = "tcp") -> dict[str, str]:
     return env
 
 
-def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
+def set_rules(offers: list, advertiser: object, *, on: bool) -> None:  # noqa: ANN001
+    """With ``on``, two caps per offer and an allow-list admitting 127.0.0.1 (and ::1);
+    without, none (docs/postbacks.md "Offer rules")."""
+    from decimal import Decimal
+
+    from offers.models import OfferCap
+    from offers.services import offer_caps_replace
+
+    caps = [
+        {
+            "metric": OfferCap.Metric.CONVERSIONS,
+            "period": OfferCap.Period.DAY,
+            "limit": Decimal("1000000000"),
+            "publisher": None,
+            "mode": OfferCap.Mode.HARD,
+        },
+        {
+            "metric": OfferCap.Metric.PAYOUT,
+            "period": OfferCap.Period.MONTH,
+            "limit": Decimal("999999999999"),
+            "publisher": None,
+            "mode": OfferCap.Mode.SOFT,
+        },
+    ]
+    for offer in offers:
+        offer_caps_replace(offer=offer, caps=caps if on else [])
+    advertiser.allowed_ips = ["127.0.0.1/32", "::1/128", "10.0.0.0/8"] if on else []
+    advertiser.save(update_fields=["allowed_ips", "updated_at"])
+    print(f"offer rules: {'two caps per offer and an allow-list' if on else 'none'}", flush=True)
+
+
+def prepare(clicks: int, converted: int = CONVERTED, *, rules: bool = False) -> dict[str, object]:
     """Definitions, ``clicks`` clicks (COPY), and at least ``converted`` converted clicks
     without an event record."""
     from decimal import Decimal
@@ -177,6 +215,8 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
             "destination_url": "https://shop.example.com/?t={transaction_id}&p={aff_id}",
             "revenue_value": Decimal("2.00"),
             "payout_value": Decimal("1.00"),
+            # The loaded clicks are dated 2026-01-01: no conversion window.
+            "conversion_window_days": None,
         },
     )
     purchase = Event.objects.filter(offer=offer, name="purchase").first() or event_create(
@@ -193,8 +233,14 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
     other, _ = Offer.objects.get_or_create(
         name="Bench offer 2",
         advertiser=advertiser,
-        defaults={"destination_url": "https://shop.example.com/", "payout_value": Decimal("1")},
+        defaults={
+            "destination_url": "https://shop.example.com/",
+            "payout_value": Decimal("1"),
+            "conversion_window_days": None,
+        },
     )
+    Offer.objects.filter(pk__in=[offer.pk, other.pk]).update(conversion_window_days=None)
+    set_rules([offer, other], advertiser, on=rules)
     if not Event.objects.filter(offer=other, name="purchase").exists():
         event_create(
             offer=other,
@@ -252,9 +298,10 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
                 """
                 INSERT INTO tracking_conversion
                     (click_id, offer_id, publisher_id, revenue, payout, currency, adv_sub,
-                     adv_sub2, adv_sub3, adv_sub4, adv_sub5, created_at)
+                     adv_sub2, adv_sub3, adv_sub4, adv_sub5, created_at, status, status_reason,
+                     status_changed_at)
                 SELECT c.id, c.offer_id, c.publisher_id, 2.00, 1.00, 'USD', '', '', '', '', '',
-                       now()
+                       now(), 'approved', '', now()
                 FROM tracking_click c
                 WHERE NOT EXISTS (SELECT 1 FROM tracking_conversion v WHERE v.click_id = c.id)
                 LIMIT %s
@@ -585,7 +632,7 @@ def main() -> None:
     # Converted clicks for every event form, but never more than half the clicks: the
     # conversion forms need unconverted ones.
     needed = max(CONVERTED, size * args.rounds * (len(EVENT_FORMS) + len(STATUS_FORMS)))
-    defs = prepare(args.clicks, converted=min(needed, args.clicks // 2))
+    defs = prepare(args.clicks, converted=min(needed, args.clicks // 2), rules=args.rules)
     runs = scenarios(defs, size=size, rounds=args.rounds)
     if args.only:
         wanted = set(args.only.split(","))

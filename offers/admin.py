@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -21,8 +22,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from offers.forms import EVENT_FIELDS, AdvertiserAddForm, EventForm, OfferForm
-from offers.models import Advertiser, Event, Offer, Publisher
+from offers.caps import cap_created, cap_usage
+from offers.forms import EVENT_FIELDS, AdvertiserAddForm, AdvertiserForm, EventForm, OfferForm
+from offers.models import Advertiser, Event, Offer, OfferCap, Publisher
 from offers.postback_urls import (
     conversion_status_url,
     event_postback_url,
@@ -41,11 +43,22 @@ from offers.services import (
 )
 from offers.tokens import mask_token
 
+
+class ZeroIfEmptyField(forms.IntegerField):
+    def clean(self, value: Any) -> int:
+        return super().clean(value) or 0
+
+
+#: What an event's own page adds to the fields it is defined with (docs/postbacks.md "Early
+#: events").
+EVENT_RULE_FIELDS = ["wait_for_conversion_minutes"]
+
 #: The offer page's tabs: (anchor, title). The anchor is what the URL fragment names.
 OFFER_TABS = [
     ("general", "General"),
     ("tracking", "Tracking"),
     ("revenue-payout", "Revenue & Payout"),
+    ("rules", "Caps & rules"),
     ("test-postback", "Test postback"),
 ]
 TAB_ANCHORS = {anchor for anchor, _ in OFFER_TABS}
@@ -83,8 +96,10 @@ class AdvertiserAdmin(admin.ModelAdmin):
         # Meta.ordering does not apply to aggregating queries: order explicitly for paging.
         return super().get_queryset(request).annotate(offer_count=Count("offers")).order_by("name")
 
+    form = AdvertiserForm
+
     def get_fields(self, request: HttpRequest, obj: Advertiser | None = None) -> list[str]:
-        return ["name"] if obj is None else ["name", "created_at"]
+        return ["name"] if obj is None else ["name", "allowed_ips", "created_at"]
 
     def get_form(
         self,
@@ -204,9 +219,29 @@ class EventRow:
     status_url: str = ""
 
 
+class OfferCapInline(admin.TabularInline):
+    """The offer's caps (docs/postbacks.md "Caps"), each with its use in the current period."""
+
+    model = OfferCap
+    extra = 0
+    fields = ["metric", "period", "limit", "publisher", "mode", "used"]
+    readonly_fields = ["used"]
+    autocomplete_fields = ["publisher"]
+    verbose_name = "cap"
+    verbose_name_plural = "Caps (a full cap holds conversions: soft → pending, hard → rejected)"
+
+    @admin.display(description="Used this period")
+    def used(self, cap: OfferCap) -> str:
+        if cap.pk is None:
+            return "—"
+        used = cap_usage([cap])[cap.pk]
+        return format_html("{} of {}", f"{used:.2f}", f"{cap.limit:.2f}")
+
+
 @admin.register(Offer)
 class OfferAdmin(admin.ModelAdmin):
     form = OfferForm
+    inlines = [OfferCapInline]
     list_display = [
         "name",
         "id",
@@ -243,12 +278,33 @@ class OfferAdmin(admin.ModelAdmin):
             "Offer postback URL parameters",
             {"fields": ["parameters"], "classes": ["ct-tab-revenue-payout"]},
         ),
+        (
+            "Conversion rules",
+            {
+                "fields": ["conversion_window_days", "min_conversion_seconds", "fallback_url"],
+                "classes": ["ct-tab-rules"],
+                "description": "A conversion for a click older than the window is refused "
+                "(422 click_expired); one sooner than the minimum after its click is recorded "
+                "rejected (too_fast). While a hard cap is full, clicks go to the fallback URL. "
+                "The caps are edited below the tabs.",
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["ct-tab-general"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Offer]:
         # Meta.ordering does not apply to aggregating queries: order explicitly for paging.
         return super().get_queryset(request).annotate(event_count=Count("events")).order_by("-id")
+
+    def save_formset(
+        self, request: HttpRequest, form: ModelForm, formset: Any, change: bool
+    ) -> None:
+        new_caps = [f.instance for f in formset.forms if f.instance.pk is None]
+        super().save_formset(request, form, formset, change)
+        # A new cap's counter starts from the period's approved records (offers.caps).
+        for cap in new_caps:
+            if formset.model is OfferCap and cap.pk is not None:
+                cap_created(cap)
 
     @admin.display(description="Revenue")
     def revenue(self, offer: Offer) -> str:
@@ -292,7 +348,10 @@ class OfferAdmin(admin.ModelAdmin):
             for event in events
         ]
         highlight = request.GET.get("event", "")
+        caps = list(OfferCap.objects.filter(offer=offer).select_related("publisher").order_by("pk"))
+        usage = cap_usage(caps)
         return {
+            "cap_rows": [{"cap": cap, "used": f"{usage[cap.pk]:.2f}"} for cap in caps],
             "offer_postback_url": shown_url(request, offer_postback_url(offer), advertiser),
             "conversion_status_url": shown_url(request, conversion_status_url(offer), advertiser),
             "offer_revenue": money_rule(offer.revenue_type, offer.revenue_value, offer.currency),
@@ -348,6 +407,18 @@ class EventAdmin(admin.ModelAdmin):
     def payout(self, event: Event) -> str:
         return money_rule(event.payout_type, event.payout_value, event.offer.currency)
 
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "wait_for_conversion_minutes":
+            # Left empty (or absent from an older form): 0, do not wait.
+            return ZeroIfEmptyField(
+                min_value=0,
+                max_value=1440,
+                required=False,
+                label=db_field.verbose_name.capitalize(),
+                help_text=db_field.help_text,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_actions(self, request: HttpRequest) -> dict:
         # The bulk delete would bypass event_delete (and list every protected record).
         actions = super().get_actions(request)
@@ -364,6 +435,9 @@ class EventAdmin(admin.ModelAdmin):
         if obj is None and self._offer_from_request(request) is None:
             # Opened from the Events list rather than an offer: ask which offer first.
             return ["offer", *EVENT_FIELDS]
+        if obj is not None:
+            # Defining an event asks exactly the spec's fields; its page adds the rules.
+            return [*EVENT_FIELDS, *EVENT_RULE_FIELDS]
         return EVENT_FIELDS
 
     def get_form(
@@ -405,7 +479,10 @@ class EventAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Event, form: ModelForm, change: bool) -> None:
         if change:
-            event_update(event=obj, **{name: form.cleaned_data[name] for name in EVENT_FIELDS})
+            names = [
+                name for name in (*EVENT_FIELDS, *EVENT_RULE_FIELDS) if name in form.cleaned_data
+            ]
+            event_update(event=obj, **{name: form.cleaned_data[name] for name in names})
         # Additions were made by event_create in save_form.
 
     def save_related(

@@ -15,7 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from offers.models import Advertiser, Event, Offer, Publisher
+from offers.allow_list import normalise_allow_list
+from offers.caps import cap_usage
+from offers.models import Advertiser, Event, Offer, OfferCap, Publisher
 from offers.postback_urls import (
     event_postback_url,
     global_postback_url,
@@ -28,6 +30,7 @@ from offers.services import (
     event_create,
     event_delete,
     event_update,
+    offer_caps_replace,
 )
 from offers.tokens import mask_token
 
@@ -72,11 +75,30 @@ class AdvertiserSerializer(serializers.ModelSerializer):
         help_text="Whole for account managers, masked for analysts."
     )
     global_postback_url = serializers.SerializerMethodField()
+    allowed_ips = serializers.ListField(
+        child=serializers.CharField(max_length=64, allow_blank=True),
+        required=False,
+        help_text="IP addresses and CIDR ranges (IPv4, IPv6) the advertiser's postbacks and "
+        "status postbacks may come from; empty: any address (docs/postbacks.md check 3a).",
+    )
 
     class Meta:
         model = Advertiser
-        fields = ["id", "name", "postback_token", "global_postback_url", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "postback_token",
+            "global_postback_url",
+            "allowed_ips",
+            "created_at",
+        ]
         read_only_fields = ["id", "created_at"]
+
+    def validate_allowed_ips(self, value: list[str]) -> list[str]:
+        try:
+            return normalise_allow_list(value)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.messages) from exc
 
     def _reveals_token(self) -> bool:
         request = self.context.get("request")
@@ -94,7 +116,12 @@ class AdvertiserSerializer(serializers.ModelSerializer):
         return url.replace(advertiser.postback_token, mask_token(advertiser.postback_token))
 
     def create(self, validated_data: dict[str, Any]) -> Advertiser:
-        return advertiser_create(**validated_data)
+        allowed_ips = validated_data.pop("allowed_ips", [])
+        advertiser = advertiser_create(**validated_data)
+        if allowed_ips:
+            advertiser.allowed_ips = allowed_ips
+            advertiser.save(update_fields=["allowed_ips", "updated_at"])
+        return advertiser
 
 
 class PublisherSerializer(serializers.ModelSerializer):
@@ -104,10 +131,36 @@ class PublisherSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
+class CapSerializer(serializers.ModelSerializer):
+    """One cap of an offer; ``used`` is its counter for the current period (read only)."""
+
+    publisher = serializers.PrimaryKeyRelatedField(
+        queryset=Publisher.objects.all(), allow_null=True, required=False, default=None
+    )
+    used = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OfferCap
+        fields = ["id", "metric", "period", "limit", "publisher", "mode", "used"]
+        read_only_fields = ["id"]
+
+    @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=2))
+    def get_used(self, cap: OfferCap) -> str:
+        usage = self.context.get("cap_usage")
+        used = usage[cap.pk] if usage and cap.pk in usage else cap_usage([cap])[cap.pk]
+        return f"{used:.2f}"
+
+
 class OfferSerializer(serializers.ModelSerializer):
     currency = CurrencyField(required=False, default="USD")
     postback_url = serializers.SerializerMethodField()
     tracking_url = serializers.SerializerMethodField()
+    caps = CapSerializer(
+        many=True,
+        required=False,
+        help_text="The offer's caps, replaced whole on write; each read back with its use in "
+        'the current period (docs/postbacks.md "Caps").',
+    )
 
     class Meta:
         model = Offer
@@ -123,6 +176,10 @@ class OfferSerializer(serializers.ModelSerializer):
             "payout_type",
             "payout_value",
             "parameters",
+            "caps",
+            "fallback_url",
+            "conversion_window_days",
+            "min_conversion_seconds",
             "postback_url",
             "tracking_url",
             "created_at",
@@ -132,8 +189,30 @@ class OfferSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance = copy.copy(self.instance) if self.instance else Offer()
-        validate_model(instance, attrs)
+        validate_model(instance, {k: v for k, v in attrs.items() if k != "caps"})
         return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Offer:
+        caps = validated_data.pop("caps", None)
+        offer = super().create(validated_data)
+        if caps is not None:
+            self._replace_caps(offer, caps)
+        return offer
+
+    def update(self, instance: Offer, validated_data: dict[str, Any]) -> Offer:
+        caps = validated_data.pop("caps", None)
+        offer = super().update(instance, validated_data)
+        if caps is not None:
+            self._replace_caps(offer, caps)
+        return offer
+
+    def _replace_caps(self, offer: Offer, caps: list[dict[str, Any]]) -> None:
+        try:
+            offer_caps_replace(offer=offer, caps=caps)
+        except DjangoValidationError as exc:
+            raise ValidationError({"caps": exc.messages}) from exc
+        if hasattr(offer, "_prefetched_objects_cache"):
+            offer._prefetched_objects_cache.pop("caps", None)
 
     def get_postback_url(self, offer: Offer) -> str:
         return offer_postback_url(offer)
@@ -157,6 +236,7 @@ class EventSerializer(serializers.ModelSerializer):
             "payout_value",
             "allow_multiple",
             "parameters",
+            "wait_for_conversion_minutes",
             "postback_url",
             "created_at",
             "updated_at",
@@ -222,7 +302,7 @@ class PublisherViewSet(DefinitionViewSet):
 
 
 class OfferViewSet(DefinitionViewSet):
-    queryset = Offer.objects.select_related("advertiser").order_by("id")
+    queryset = Offer.objects.select_related("advertiser").prefetch_related("caps").order_by("id")
     serializer_class = OfferSerializer
     filterset_fields = ["advertiser", "status", "currency"]
 

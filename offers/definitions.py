@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet
 
-from offers.models import Advertiser, Event, Offer
+from offers.allow_list import EMPTY, AllowList
+from offers.models import Advertiser, Event, Offer, OfferCap
 from offers.money import earned, is_percentage
 from offers.tokens import token_digest
 
@@ -68,10 +70,39 @@ class OfferDefinition:
     destination_url: str
     currency: str
     money: MoneyRules
+    # docs/postbacks.md "Offer rules" (the defaults: no rule).
+    allow_list: AllowList = EMPTY  # the advertiser's (check 3a)
+    conversion_window_days: int | None = None
+    min_conversion_seconds: int = 0
+    fallback_url: str = ""
+    caps: tuple["CapDefinition", ...] = ()
 
     @property
     def is_active(self) -> bool:
         return self.status == Offer.Status.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class CapDefinition:
+    """One of an offer's caps (``offers.OfferCap``)."""
+
+    id: int
+    metric: str  # OfferCap.Metric
+    period: str  # OfferCap.Period
+    limit: Decimal
+    publisher_id: int | None  # None: the whole offer
+    mode: str  # OfferCap.Mode
+
+    @property
+    def is_hard(self) -> bool:
+        return self.mode == OfferCap.Mode.HARD
+
+    @property
+    def counts_money(self) -> bool:
+        return self.metric != OfferCap.Metric.CONVERSIONS
+
+    def applies_to(self, publisher_id: int) -> bool:
+        return self.publisher_id is None or self.publisher_id == publisher_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +112,7 @@ class EventDefinition:
     name: str
     allow_multiple: bool
     money: MoneyRules
+    wait_for_conversion_minutes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +124,8 @@ class OfferEvents:
 
 
 _NO_EVENTS = OfferEvents(by_id={}, by_name={})
+#: What the one-statement path predicts with for an allow-list it has not cached.
+_NOBODY = AllowList(nobody=True)
 
 _MONEY_FIELDS = ("revenue_type", "revenue_value", "payout_type", "payout_value")
 _OFFER_FIELDS = (
@@ -102,8 +136,20 @@ _OFFER_FIELDS = (
     "destination_url",
     "currency",
     *_MONEY_FIELDS,
+    "advertiser__allowed_ips",
+    "conversion_window_days",
+    "min_conversion_seconds",
+    "fallback_url",
 )
-_EVENT_FIELDS = ("id", "offer_id", "name", "allow_multiple", *_MONEY_FIELDS)
+_EVENT_FIELDS = (
+    "id",
+    "offer_id",
+    "name",
+    "allow_multiple",
+    *_MONEY_FIELDS,
+    "wait_for_conversion_minutes",
+)
+_CAP_FIELDS = ("id", "offer_id", "metric", "period", "limit", "publisher_id", "mode")
 
 
 class Definitions:
@@ -120,6 +166,7 @@ class Definitions:
         self._offers: dict[int, OfferDefinition] = {}
         self._events: dict[int, OfferEvents] = {}
         self._advertisers_by_digest: dict[str, tuple[int, str]] = {}
+        self._allow_lists: dict[int, AllowList] = {}
         self._event_offers: dict[int, int] = {}
         self._advertiser_offers: dict[int, tuple[int, ...]] = {}
         # Built whole in memory (``of``): what is not here does not exist, nothing is loaded.
@@ -147,6 +194,7 @@ class Definitions:
         # Its advertiser's other postbacks (an unknown transaction_id, say) need no query.
         digest = token_digest(offer.postback_token)
         self._advertisers_by_digest[digest] = (offer.advertiser_id, offer.postback_token)
+        self._allow_lists[offer.advertiser_id] = offer.allow_list
 
     def _remember_events(self, offer_id: int, events: list[EventDefinition]) -> OfferEvents:
         found = self._events[offer_id] = OfferEvents(
@@ -169,10 +217,12 @@ class Definitions:
         cached = self._offers.get(offer_id)
         if cached is not None or self._complete:
             return cached
-        row = Offer.objects.filter(pk=offer_id).values_list(*_OFFER_FIELDS).first()
+        row = _offers().filter(pk=offer_id).values_list(*_OFFER_FIELDS, "has_caps").first()
         if row is None:
             return None
-        offer = _offer(row)
+        *row, has_caps = row
+        caps = _caps(OfferCap.objects.filter(offer_id=offer_id)) if has_caps else {}
+        offer = _offer(tuple(row), caps.get(offer_id, ()))
         self._remember_offer(offer)
         return offer
 
@@ -196,8 +246,9 @@ class Definitions:
         cached = self._advertiser_offers.get(advertiser_id)
         if cached is not None or self._complete:
             return cached or ()
+        caps = _caps(OfferCap.objects.filter(offer__advertiser_id=advertiser_id))
         offers = [
-            _offer(row)
+            _offer(row, caps.get(row[0], ()))
             for row in Offer.objects.filter(advertiser_id=advertiser_id)
             .order_by("pk")
             .values_list(*_OFFER_FIELDS)
@@ -257,13 +308,31 @@ class Definitions:
                 return None
             row = (
                 Advertiser.objects.filter(postback_token_digest=digest)
-                .values_list("id", "postback_token")
+                .values_list("id", "postback_token", "allowed_ips")
                 .first()
             )
             if row is None:
                 return None
-            advertiser_id, stored = self._advertisers_by_digest[digest] = row
+            advertiser_id, stored, allowed_ips = row
+            self._advertisers_by_digest[digest] = (advertiser_id, stored)
+            self._allow_lists[advertiser_id] = AllowList.of(allowed_ips)
         return advertiser_id if tokens_match(stored, token) else None
+
+    def allow_list(self, advertiser_id: int) -> AllowList:
+        """The advertiser's IP allow-list (check 3a). Known wherever its token or one of its
+        offers was (both bring it along); otherwise one query."""
+        cached = self._allow_lists.get(advertiser_id)
+        if cached is not None:
+            return cached
+        if self._complete:
+            return EMPTY
+        advertiser = Advertiser.objects.filter(pk=advertiser_id)
+        allowed_ips = advertiser.values_list("allowed_ips", flat=True).first()
+        found = self._allow_lists[advertiser_id] = AllowList.of(allowed_ips)
+        return found
+
+    def cached_allow_list(self, advertiser_id: int) -> AllowList | None:
+        return self._allow_lists.get(advertiser_id)
 
 
 class CachedDefinitions:
@@ -285,6 +354,11 @@ class CachedDefinitions:
     def advertiser_for_token(self, token: str) -> int | None:
         return self.defs.cached_advertiser_for_token(token)
 
+    def allow_list(self, advertiser_id: int) -> AllowList:
+        # Not cached: a list that admits nobody, so the prediction never accepts.
+        cached = self.defs.cached_allow_list(advertiser_id)
+        return _NOBODY if cached is None else cached
+
 
 def tokens_match(stored: str, given: str) -> bool:
     """Whether ``given`` is the token ``stored``, compared in constant time."""
@@ -296,16 +370,53 @@ def _money(row: tuple) -> MoneyRules:
     return MoneyRules(revenue_type, Decimal(revenue_value), payout_type, Decimal(payout_value))
 
 
-def _offer(row: tuple) -> OfferDefinition:
-    offer_id, advertiser_id, token, status, destination, currency, *money = row
+def _offer(row: tuple, caps: tuple[CapDefinition, ...] = ()) -> OfferDefinition:
+    (offer_id, advertiser_id, token, status, destination, currency, *rest) = row
+    money, (allowed_ips, window_days, min_seconds, fallback_url) = rest[:4], rest[4:]
     return OfferDefinition(
-        offer_id, advertiser_id, token, status, destination, currency, _money(tuple(money))
+        offer_id,
+        advertiser_id,
+        token,
+        status,
+        destination,
+        currency,
+        _money(tuple(money)),
+        allow_list=AllowList.of(allowed_ips),
+        conversion_window_days=window_days,
+        min_conversion_seconds=min_seconds or 0,
+        fallback_url=fallback_url or "",
+        caps=caps,
     )
 
 
+def _offers() -> QuerySet[Offer]:
+    """Offers, with whether each has caps: most have none, and need no query for them."""
+    return Offer.objects.annotate(has_caps=Exists(OfferCap.objects.filter(offer=OuterRef("pk"))))
+
+
+def _caps(caps: QuerySet[OfferCap]) -> dict[int, tuple[CapDefinition, ...]]:
+    """The caps of the offers in ``caps``, by offer ID."""
+    found: dict[int, list[CapDefinition]] = {}
+    for cap_id, offer_id, metric, period, limit, publisher_id, mode in caps.order_by(
+        "pk"
+    ).values_list(*_CAP_FIELDS):
+        found.setdefault(offer_id, []).append(
+            CapDefinition(cap_id, metric, period, Decimal(limit), publisher_id, mode)
+        )
+    return {offer_id: tuple(offer_caps) for offer_id, offer_caps in found.items()}
+
+
 def _event(row: tuple) -> EventDefinition:
-    event_id, offer_id, name, allow_multiple, *money = row
-    return EventDefinition(event_id, offer_id, name, bool(allow_multiple), _money(tuple(money)))
+    event_id, offer_id, name, allow_multiple, *rest = row
+    money, (wait_minutes,) = rest[:4], rest[4:]
+    return EventDefinition(
+        event_id,
+        offer_id,
+        name,
+        bool(allow_multiple),
+        _money(tuple(money)),
+        wait_for_conversion_minutes=wait_minutes or 0,
+    )
 
 
 _current: Definitions | None = None

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
+from offers.allow_list import normalise_allow_list
 from offers.models import Advertiser, Event, Offer
 from offers.parameters import (
     PRESET_LABELS,
@@ -163,6 +164,16 @@ class OfferForm(forms.ModelForm):
         help_text=Offer._meta.get_field("destination_url").help_text,
     )
 
+    min_conversion_seconds = forms.IntegerField(
+        min_value=0,
+        required=False,
+        initial=0,
+        help_text=Offer._meta.get_field("min_conversion_seconds").help_text,
+    )
+
+    def clean_min_conversion_seconds(self) -> int:
+        return self.cleaned_data.get("min_conversion_seconds") or 0
+
     class Meta:
         model = Offer
         fields = [
@@ -176,6 +187,9 @@ class OfferForm(forms.ModelForm):
             "payout_type",
             "payout_value",
             "parameters",
+            "conversion_window_days",
+            "min_conversion_seconds",
+            "fallback_url",
         ]
 
 
@@ -214,3 +228,36 @@ class AdvertiserAddForm(forms.ModelForm):
     class Meta:
         model = Advertiser
         fields = ["name"]
+
+
+class AllowListField(forms.CharField):
+    """An IP allow-list edited as text, one address or CIDR range per line (or comma
+    separated); stored as the canonical list."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 40, "class": "ct-mono"})
+
+    def prepare_value(self, value: object) -> object:
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value: object) -> list[str]:
+        text = super().to_python(value) or ""
+        return [entry for line in text.splitlines() for entry in line.split(",")]
+
+    def clean(self, value: object) -> list[str]:
+        return normalise_allow_list(self.to_python(value))
+
+
+class AdvertiserForm(forms.ModelForm):
+    allowed_ips = AllowListField(
+        label="Allowed IPs",
+        required=False,
+        help_text="Where this advertiser's postbacks (and status postbacks) may come from: IPv4 "
+        "or IPv6 addresses and CIDR ranges, one per line. Empty: any address. A postback from "
+        "elsewhere is refused with 403 ip_not_allowed.",
+    )
+
+    class Meta:
+        model = Advertiser
+        fields = ["name", "allowed_ips"]

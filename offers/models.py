@@ -2,14 +2,17 @@
 
 from decimal import Decimal
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from offers.allow_list import validate_allow_list
 from offers.parameters import validate_parameter_mapping
 from offers.tokens import generate_postback_token, mask_token, token_digest
 
 CURRENCY_REGEX = r"^[A-Z]{3}$"
+DEFAULT_CONVERSION_WINDOW_DAYS = 90
+MAX_WAIT_FOR_CONVERSION_MINUTES = 1440
 NOT_NEGATIVE = [MinValueValidator(Decimal("0"), message="Cannot be negative.")]
 
 
@@ -56,6 +59,18 @@ class Advertiser(models.Model):
         max_length=64, unique=True, default=generate_postback_token, editable=False
     )
     postback_token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    # docs/postbacks.md check 3a: where this advertiser's postbacks may come from.
+    # (Database defaults on the rule columns: older code paths and bulk loads that insert
+    # without naming them keep working.)
+    allowed_ips = models.JSONField(
+        "allowed IPs",
+        default=list,
+        db_default=[],
+        blank=True,
+        validators=[validate_allow_list],
+        help_text="Addresses and CIDR ranges (IPv4 or IPv6) the advertiser's postbacks may "
+        "come from, one per line. Empty: any address.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -121,6 +136,30 @@ class Offer(models.Model):
         validators=[validate_parameter_mapping],
         help_text="Parameter mapping for the offer postback URL: name → placeholder.",
     )
+    # docs/postbacks.md "Offer rules".
+    fallback_url = models.URLField(
+        "fallback URL",
+        max_length=2000,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Where clicks go while a hard cap of the offer (or of the click's publisher) "
+        "is full. Same macros as the destination URL. Empty: the destination URL.",
+    )
+    conversion_window_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=DEFAULT_CONVERSION_WINDOW_DAYS,
+        validators=[MinValueValidator(1)],
+        help_text="A conversion for a click older than this many days is refused "
+        "(click_expired). Empty: no limit.",
+    )
+    min_conversion_seconds = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text="A conversion sooner than this many seconds after its click is recorded "
+        "rejected (too_fast). 0: off.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,6 +175,15 @@ class Offer(models.Model):
                 violation_error_message="The currency must be a 3-letter ISO code, e.g. USD.",
             ),
             *money_rule_constraints("offer"),
+            models.CheckConstraint(
+                condition=Q(conversion_window_days__isnull=True) | Q(conversion_window_days__gte=1),
+                name="offer_conversion_window_days_gte_1",
+                violation_error_message="The conversion window is at least 1 day (or empty).",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_conversion_seconds__gte=0),
+                name="offer_min_conversion_seconds_gte_0",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -167,6 +215,16 @@ class Event(models.Model):
         validators=[validate_parameter_mapping],
         help_text="Extra parameters for the event postback URL: name → placeholder.",
     )
+    # docs/postbacks.md "Early events".
+    wait_for_conversion_minutes = models.PositiveIntegerField(
+        "wait for conversion (minutes)",
+        default=0,
+        db_default=0,
+        validators=[MaxValueValidator(MAX_WAIT_FOR_CONVERSION_MINUTES)],
+        help_text="When this event arrives before its click's conversion, keep it this many "
+        "minutes (0–1440) and record it when the conversion comes. 0: refuse it "
+        "(no_conversion).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -182,7 +240,100 @@ class Event(models.Model):
             ),
             models.CheckConstraint(condition=~Q(name=""), name="event_name_not_empty"),
             *money_rule_constraints("event"),
+            models.CheckConstraint(
+                condition=Q(wait_for_conversion_minutes__gte=0)
+                & Q(wait_for_conversion_minutes__lte=MAX_WAIT_FOR_CONVERSION_MINUTES),
+                name="event_wait_for_conversion_0_1440",
+                violation_error_message="Wait for conversion is 0 to 1440 minutes.",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"
+
+
+class OfferCap(models.Model):
+    """A cap on what an offer (or one publisher on it) may earn in a period (docs/postbacks.md
+    "Caps"). Its use per period is counted in ``tracking.CapCounter``."""
+
+    class Metric(models.TextChoices):
+        CONVERSIONS = "conversions", "Conversions"
+        PAYOUT = "payout", "Payout"
+        REVENUE = "revenue", "Revenue"
+
+    class Period(models.TextChoices):
+        DAY = "day", "Day"
+        WEEK = "week", "Week (from Monday)"
+        MONTH = "month", "Month"
+        TOTAL = "total", "Total"
+
+    class Mode(models.TextChoices):
+        SOFT = "soft", "Soft (record as pending)"
+        HARD = "hard", "Hard (record as rejected)"
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="caps")
+    metric = models.CharField(max_length=12, choices=Metric.choices)
+    period = models.CharField(max_length=5, choices=Period.choices)
+    limit = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0.01"), message="A cap's limit is above 0.")],
+        help_text="Conversions (a whole number) or an amount in the offer's currency.",
+    )
+    # Null: the whole offer.
+    publisher = models.ForeignKey(
+        Publisher, on_delete=models.CASCADE, null=True, blank=True, related_name="caps"
+    )
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.HARD)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["offer_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(metric__in=["conversions", "payout", "revenue"]),
+                name="offercap_metric_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(period__in=["day", "week", "month", "total"]),
+                name="offercap_period_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(mode__in=["soft", "hard"]), name="offercap_mode_valid"
+            ),
+            models.CheckConstraint(condition=Q(limit__gt=0), name="offercap_limit_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"publisher {self.publisher_id}" if self.publisher_id else "offer"
+        return f"{self.limit} {self.metric} per {self.period} ({scope}, {self.mode})"
+
+
+class CapCounter(models.Model):
+    """What the approved records of one cap's period add up to (docs/postbacks.md "Caps").
+
+    Written only by tracking (tracking/caps.py), in the transaction that writes or changes a
+    record, so a postback never
+    counts records: it adds to one row with a conditional update (``used + x <= limit``),
+    which also makes the last slot go to exactly one of any number of simultaneous
+    conversions.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    cap = models.ForeignKey(OfferCap, on_delete=models.CASCADE, related_name="counters")
+    # The first day of the period in TIME_ZONE (a Monday for weeks, the 1st for months);
+    # 1970-01-01 for a total.
+    period_start = models.DateField()
+    used = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            # One counter per cap and period: the row every postback of that period updates.
+            models.UniqueConstraint(
+                fields=["cap", "period_start"], name="capcounter_one_per_period"
+            ),
+            models.CheckConstraint(condition=Q(used__gte=0), name="capcounter_used_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Cap {self.cap_id} from {self.period_start}: {self.used}"

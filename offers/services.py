@@ -5,7 +5,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import ProtectedError
 
-from offers.models import Advertiser, Event, Offer
+from offers.caps import cap_created
+from offers.models import Advertiser, Event, Offer, OfferCap
 from offers.tokens import generate_postback_token
 
 
@@ -57,3 +58,30 @@ def event_delete(*, event: Event) -> None:
             f"Event “{event.name}” has recorded postbacks and cannot be deleted; "
             "records keep referring to it."
         ) from exc
+
+
+def offer_caps_replace(*, offer: Offer, caps: list[dict[str, Any]]) -> list[OfferCap]:
+    """Replace the offer's caps whole (docs/postbacks.md "Caps"): each given as ``metric``,
+    ``period``, ``limit``, ``publisher`` (a Publisher or None) and ``mode``. A cap equal to
+    one the offer has keeps it (and its counters); a new one starts from what the current
+    period's approved records add up to. Validation errors raise ``ValidationError``."""
+    with transaction.atomic():
+        existing = {
+            (c.metric, c.period, c.limit, c.publisher_id, c.mode): c
+            for c in OfferCap.objects.select_for_update().filter(offer=offer)
+        }
+        kept: list[OfferCap] = []
+        for fields in caps:
+            cap = OfferCap(offer=offer, **fields)
+            cap.full_clean()
+            same = existing.pop(
+                (cap.metric, cap.period, cap.limit, cap.publisher_id, cap.mode), None
+            )
+            if same is not None:
+                kept.append(same)
+                continue
+            cap.save()
+            cap_created(cap)
+            kept.append(cap)
+        OfferCap.objects.filter(pk__in=[c.pk for c in existing.values()]).delete()
+    return kept

@@ -50,6 +50,10 @@ def ensure_roles() -> None:
         "tracking.migrations.0006_record_status"
     ).STATUS_CHANGERS.items():
         roles[name] += codes
+    # 0009_offer_rules: managers manage caps, analysts view them.
+    caps = importlib.import_module("tracking.migrations.0009_offer_rules").CAP_PERMISSIONS
+    for name, codenames in caps.items():
+        roles[name] += [("offers", codename) for codename in codenames]
     for name, codenames in roles.items():
         group, created = Group.objects.get_or_create(name=name)
         if created or not group.permissions.exists():

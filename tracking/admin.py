@@ -785,11 +785,14 @@ class PostbackLogAdmin(RecordAdmin):
         ("ip", "ip"),
         ("user_agent", "user_agent"),
         ("params", "params"),
+        ("decided_at", "decided_at"),
+        ("final_status_code", "final_status_code"),
+        ("final_reason", "final_reason"),
     ]
 
     @admin.display(description="reason", ordering="reason")
     def reason_display(self, log: PostbackLog) -> str:
-        return format_html(
+        shown = format_html(
             '<span class="ct-reason ct-reason-{}">{}</span>',
             # A status postback's updated / unchanged answers are accepted ones too.
             "accepted"
@@ -797,6 +800,16 @@ class PostbackLogAdmin(RecordAdmin):
             else "rejected",
             log.reason,
         )
+        if log.final_reason:
+            # A kept early event's end (docs/postbacks.md "Early events").
+            return format_html(
+                '{} → <span class="ct-reason ct-reason-{}">{}</span> ({})',
+                shown,
+                "accepted" if log.final_reason == Reason.ACCEPTED else "rejected",
+                log.final_reason,
+                log.final_status_code,
+            )
+        return shown
 
     def search_condition(self, term: str) -> Q:
         return Q(transaction_id=term) | Q(params__adv_sub=term)

@@ -115,6 +115,11 @@ class PostbackLogSerializer(serializers.ModelSerializer):
         help_text="Every parameter received; secure masked.",
     )
 
+    # Plain text, not a second enum of the reasons in the schema.
+    final_reason = serializers.CharField(
+        read_only=True, help_text='How a kept early event ended (a reason code), or "".'
+    )
+
     class Meta:
         model = PostbackLog
         fields = [
@@ -136,6 +141,10 @@ class PostbackLogSerializer(serializers.ModelSerializer):
             "click",
             "conversion",
             "event_record",
+            # A kept early event's end (docs/postbacks.md "Early events"); null otherwise.
+            "decided_at",
+            "final_status_code",
+            "final_reason",
         ]
         read_only_fields = fields
 

@@ -80,7 +80,10 @@ def client_ip(request: HttpRequest) -> str | None:
     if settings.USE_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            candidate = forwarded.split(",")[0].strip()
+            # The right-most entry: the one the trusted proxy wrote. Those left of it are
+            # whatever the client sent, and an IP allow-list (docs/postbacks.md check 3a)
+            # must not be passed by writing an allowed address into the header.
+            candidate = forwarded.rsplit(",", 1)[-1].strip()
     return _normalised_ip(candidate[:64])
 
 

@@ -39,6 +39,10 @@ class Click(models.Model):
     referrer = models.CharField(max_length=2048, blank=True, default="")
     # Made from the admin's Test postback tab, so account managers can tell them apart.
     is_test = models.BooleanField(default=False)
+    # Made while a hard cap of its offer (or publisher) was full: sent to the offer's
+    # fallback URL (docs/postbacks.md "Capped clicks").
+    # (A database default too: bulk loads and other writers that name columns need not.)
+    capped = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -293,6 +297,10 @@ class Reason(models.TextChoices):
     EVENT_MISMATCH = "event_mismatch", "Event mismatch"
     NO_CONVERSION = "no_conversion", "No conversion"
     DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
+    # docs/postbacks.md "Offer rules".
+    IP_NOT_ALLOWED = "ip_not_allowed", "IP not allowed"
+    CLICK_EXPIRED = "click_expired", "Click expired"
+    WAITING_FOR_CONVERSION = "waiting_for_conversion", "Waiting for conversion"
     # Events and their conversion's status (docs/postbacks.md, check 10a).
     CONVERSION_REJECTED = "conversion_rejected", "Conversion rejected"
     # The status postback's outcomes (docs/postbacks.md "Approving and rejecting").
@@ -354,6 +362,13 @@ class PostbackLog(models.Model):
     # record it found (whatever the outcome).
     conversion = models.ForeignKey(Conversion, **LOG_LINK, related_name="+")
     event_record = models.ForeignKey(EventRecord, **LOG_LINK, related_name="+")
+    # A kept early event (reason waiting_for_conversion) keeps its arrival and its 202; these
+    # say how it ended: recorded (200 accepted) or refused (its reason), and when.
+    decided_at = models.DateTimeField(null=True, blank=True)
+    final_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    final_reason = models.CharField(
+        max_length=32, blank=True, default="", db_default="", choices=Reason.choices
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -375,8 +390,19 @@ class PostbackLog(models.Model):
                     & (Q(conversion__isnull=False) | Q(event_record__isnull=False))
                 )
                 | (~Q(reason="accepted") & Q(conversion__isnull=True, event_record__isnull=True))
+                # A kept early event links the record it became when it was recorded later.
+                | Q(
+                    reason="waiting_for_conversion",
+                    final_reason="accepted",
+                    conversion__isnull=True,
+                    event_record__isnull=False,
+                )
                 | (Q(type="status") & ~Q(reason="accepted")),
                 name="postbacklog_accepted_links_record",
+            ),
+            models.CheckConstraint(
+                condition=Q(final_reason="") | Q(final_reason__in=Reason.values),
+                name="postbacklog_final_reason_valid",
             ),
         ]
         indexes = [
@@ -486,6 +512,42 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status} → {self.to_status} ({self.source})"
+
+
+class KeptPostback(models.Model):
+    """An early event (docs/postbacks.md "Early events"): an event postback that came before
+    its click's conversion, kept until the conversion comes or its time passes. Its log row
+    tells the story; this row is deleted when it is decided (whoever deletes it decides it,
+    so it is decided once)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # No database constraint: the log is partitioned on PostgreSQL (migration 0007), and a
+    # key on its id alone cannot reference it; deleting through the ORM still cascades.
+    log = models.OneToOneField(
+        PostbackLog, on_delete=models.CASCADE, related_name="kept", db_constraint=False
+    )
+    click = models.ForeignKey(Click, on_delete=models.CASCADE, db_index=False)
+    # The event as resolved on arrival; judged by its definition when the conversion comes.
+    # Deleting the event closes it (unknown_event), so no database link.
+    event_id = models.IntegerField()
+    # The parsed parameters (amount, currency, adv_sub … adv_sub5). Never the token.
+    params = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # A click's kept postbacks in arrival order, when its conversion is recorded.
+            models.Index(fields=["click", "id"], name="keptpostback_click"),
+            # The sweep of those whose time has passed.
+            models.Index(fields=["expires_at"], name="keptpostback_expires"),
+            # Closing an event's kept postbacks when it is deleted.
+            models.Index(fields=["event_id"], name="keptpostback_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Kept postback #{self.pk}"
 
 
 class PruneKind(models.TextChoices):

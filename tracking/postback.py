@@ -26,16 +26,17 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from offers.definitions import Definitions, cached_definitions, definitions, version_sql
+from offers.models import Event
 from offers.tokens import mask_token
-from tracking import rules
-from tracking.models import Click, Conversion, EventRecord, PostbackLog
+from tracking import caps, rules
+from tracking.models import Click, Conversion, EventRecord, KeptPostback, PostbackLog, Reason
 from tracking.rules import (
     PARAMETERS,
     UNPRINTABLE_RE,
@@ -97,6 +98,9 @@ class _Request:
     method: str
     ip: str | None
     user_agent: str
+    check_allow_list: bool = True
+    #: The time the postback is judged at (check 7a) and its records and log row carry.
+    now: datetime = field(default_factory=timezone.now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,8 @@ class _Click:
     publisher_id: int
     conversion_id: int | None
     conversion_status: str | None = None
+    created_at: datetime | None = None
+    is_test: bool = False
 
     @property
     def facts(self) -> ClickFacts:
@@ -115,6 +121,9 @@ class _Click:
             offer_id=self.offer_id,
             has_conversion=self.conversion_id is not None,
             conversion_status=self.conversion_status,
+            created_at=self.created_at,
+            is_test=self.is_test,
+            publisher_id=self.publisher_id,
         )
 
 
@@ -125,9 +134,13 @@ class _Read:
     defs: Definitions
     click: _Click | None
 
-    @property
-    def facts(self) -> Facts:
-        return Facts(click=self.click.facts if self.click is not None else None)
+    def facts(self, request: "_Request") -> Facts:
+        return Facts(
+            click=self.click.facts if self.click is not None else None,
+            ip=request.ip,
+            check_allow_list=request.check_allow_list,
+            now=request.now,
+        )
 
 
 def postback_process(
@@ -137,6 +150,7 @@ def postback_process(
     ip: str | None = None,
     user_agent: str = "",
     dry_run: bool = False,
+    check_allow_list: bool = True,
 ) -> PostbackOutcome:
     """Decide a postback, record it if accepted, log it, and say what to answer.
 
@@ -147,14 +161,14 @@ def postback_process(
     ``"id": null`` where it would accept). Database errors other than a lost race
     propagate: the caller answers ``503`` for an unreachable database.
     """
-    request = _request(params, method, ip, user_agent)
+    request = _request(params, method, ip, user_agent, check_allow_list=check_allow_list)
     parsed = rules.parse(request.params)
     if isinstance(parsed, Decision):  # checks 1 and 2
         return _answer(request, parsed, click=None, dry_run=dry_run)
 
     attempt = _Attempt() if dry_run else _accept_at_once(request, parsed)
     if attempt.outcome is not None:
-        return attempt.outcome
+        return _after(attempt.outcome)
     read = attempt.read or _read_click(parsed.transaction_id)
     if (
         parsed.kind is RecordKind.EVENT
@@ -168,14 +182,52 @@ def postback_process(
         # (On PostgreSQL the write statement itself locks the conversion: see _write_sql.)
         with transaction.atomic():
             return _decide_and_write(request, parsed, _with_locked_conversion(read), False)
-    return _decide_and_write(request, parsed, read, dry_run)
+    outcome = _decide_and_write(request, parsed, read, dry_run)
+    return outcome if dry_run else _after(outcome)
+
+
+def _after(outcome: PostbackOutcome) -> PostbackOutcome:
+    """A conversion just recorded: its click's kept early events are judged now
+    (tracking/kept.py), if its offer has events that wait (known from the definitions)."""
+    if outcome.reason != Reason.ACCEPTED or outcome.is_event:
+        return outcome
+    offer_id = outcome.body["offer_id"]
+    defs = cached_definitions()
+    events = defs.cached_events(offer_id) if defs is not None else None
+    if events is None:
+        waits = Event.objects.filter(offer_id=offer_id, wait_for_conversion_minutes__gt=0).exists()
+    else:
+        waits = any(e.wait_for_conversion_minutes > 0 for e in events.by_id.values())
+    if waits:
+        from tracking import kept  # noqa: PLC0415 - kept imports this module
+
+        click_id = Conversion.objects.values_list("click_id", flat=True).get(pk=outcome.record_id)
+        kept.judge_click(click_id)
+    return outcome
+
+
+def _keep(request: _Request, decision: Decision, click: _Click) -> PostbackOutcome:
+    """Keep an early event (docs/postbacks.md "Early events"): its log row (202
+    ``waiting_for_conversion``) and its kept row together. Should the conversion have been
+    recorded meanwhile, it is judged at once (whoever locks it first decides it)."""
+    from tracking import kept  # noqa: PLC0415 - kept imports this module
+
+    with transaction.atomic():
+        log = _log_values(request, decision, click, created_at=request.now)
+        log_id = PostbackLog.objects.create(**(log | _log_outcome(decision))).pk
+        KeptPostback.objects.create(
+            **kept.kept_values(decision, click_id=click.id, log_id=log_id, at=request.now)
+        )
+    if Conversion.objects.filter(click_id=click.id).exists():
+        kept.judge_click(click.id)
+    return _outcome(decision, log_id=log_id, record_id=None)
 
 
 def _decide_and_write(
     request: _Request, parsed: PostbackParams, read: _Read, dry_run: bool
 ) -> PostbackOutcome:
     """Checks 3 to 12 on what was read, then the write (or the refusal's log row)."""
-    facts = read.facts
+    facts = read.facts(request)
     decision = rules.decide(parsed, facts, read.defs)
     if parsed.offer_id is None and parsed.event_id is None and on_postgresql():
         _learn_candidates(read.defs, decision)
@@ -188,21 +240,64 @@ def _decide_and_write(
         facts = replace(facts, duplicate_event=_has_duplicate(read.click, decision))
         decision = rules.decide(parsed, facts, read.defs)
 
+    if dry_run and decision.accepted and decision.caps:
+        # The dry run shows the status the caps would give the record, as they stand now.
+        status, reason, by_rule = caps.preview(decision, created_at=request.now)
+        decision = replace(
+            decision, record_status=status, record_status_reason=reason, status_by_rule=by_rule
+        )
+    if decision.reason == Reason.WAITING_FOR_CONVERSION and not dry_run:
+        assert read.click is not None
+        return _keep(request, decision, read.click)
     if not decision.accepted or dry_run:
         return _answer(request, decision, click=read.click, dry_run=dry_run)
     assert read.click is not None
     # The answer should the insert do nothing: the fact it assumed was not so. (For an event
     # that allows multiple, sent without adv_sub, nothing can stop the insert.)
     otherwise = rules.decide(parsed, rules.if_not_inserted(facts, decision.kind), read.defs)
-    if not on_postgresql():
-        return _write_with_orm(request, decision, otherwise, read.click)
-    written = _write(request, decision, otherwise, read.click)
+    if decision.caps:
+        # The record, its log row and its caps' counters in one transaction.
+        with transaction.atomic():
+            written = _write_any(request, decision, otherwise, read.click)
+            if isinstance(written, PostbackOutcome) and written.record_id is not None:
+                return _with_caps(written, decision, created_at=request.now)
+    else:
+        written = _write_any(request, decision, otherwise, read.click)
     if isinstance(written, str):
         # The conversion's status changed between the read and the write: decide again on
         # the status the write found (under its lock).
         click = replace(read.click, conversion_status=written)
         return _decide_and_write(request, parsed, replace(read, click=click), dry_run)
     return written
+
+
+def _write_any(
+    request: _Request, decision: Decision, otherwise: Decision, click: _Click
+) -> PostbackOutcome | str:
+    if not on_postgresql():
+        return _write_with_orm(request, decision, otherwise, click)
+    return _write(request, decision, otherwise, click)
+
+
+def _with_caps(
+    written: PostbackOutcome, decision: Decision, *, created_at: datetime
+) -> PostbackOutcome:
+    """The record just written takes its caps' slots (tracking/caps.py); where that changes
+    the status its rules gave it (a cap is full), the record says so before anyone sees it
+    (its first status: no history entry)."""
+    assert decision.params is not None
+    status, reason, by_rule = caps.take_slots(decision, created_at=created_at)
+    if (status, reason) == (decision.record_status, decision.record_status_reason):
+        return written
+    changed = {"status": status, "status_reason": reason}
+    model = Conversion
+    if decision.kind is RecordKind.EVENT:
+        model, changed["status_by_rule"] = EventRecord, by_rule
+    model.objects.filter(pk=written.record_id).update(**changed)
+    capped = replace(
+        decision, record_status=status, record_status_reason=reason, status_by_rule=by_rule
+    )
+    return replace(written, body=capped.body(record_id=written.record_id))
 
 
 def postback_unreadable(
@@ -225,9 +320,16 @@ def postback_unreadable(
     return _answer(request, rules.unreadable(message, kind), click=None, dry_run=False)
 
 
-def _request(params: Mapping[str, str], method: str, ip: str | None, user_agent: str) -> _Request:
+def _request(
+    params: Mapping[str, str],
+    method: str,
+    ip: str | None,
+    user_agent: str,
+    *,
+    check_allow_list: bool = True,
+) -> _Request:
     params = {str(name): "" if value is None else str(value) for name, value in params.items()}
-    return _Request(params, method, ip, user_agent)
+    return _Request(params, method, ip, user_agent, check_allow_list)
 
 
 def _outcome(decision: Decision, *, log_id: int | None, record_id: int | None) -> PostbackOutcome:
@@ -247,7 +349,7 @@ def _outcome(decision: Decision, *, log_id: int | None, record_id: int | None) -
 # has this transaction_id. Serves: tracking_click's unique index on transaction_id, then
 # conversion_one_per_click.
 _CLICK_SQL = """
-SELECT {version}, c.id, c.offer_id, c.publisher_id, v.id, v.status
+SELECT {version}, c.id, c.offer_id, c.publisher_id, v.id, v.status, c.created_at, c.is_test
 FROM (SELECT 1) AS one
 LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
 LEFT JOIN tracking_conversion v ON v.click_id = c.id
@@ -267,15 +369,21 @@ def _read_click(transaction_id: str) -> _Read:
     if not on_postgresql():
         row = (
             Click.objects.filter(transaction_id=transaction_id)
-            .values_list("id", "offer_id", "publisher_id")
+            .values_list("id", "offer_id", "publisher_id", "created_at", "is_test")
             .first()
             if known_format
             else None
         )
         if row is None:
             return _Read(definitions(version=None), None)
-        conversion = Conversion.objects.filter(click_id=row[0]).values_list("id", "status").first()
-        return _Read(definitions(version=None), _Click(*row, *(conversion or (None, None))))
+        click_id, offer_id, publisher_id, created_at, is_test = row
+        conversion = (
+            Conversion.objects.filter(click_id=click_id).values_list("id", "status").first()
+        )
+        click = _Click(
+            click_id, offer_id, publisher_id, *(conversion or (None, None)), created_at, is_test
+        )
+        return _Read(definitions(version=None), click)
     ((version, click_id, *click),) = run(
         _click_sql(), {"transaction_id": transaction_id if known_format else None}
     )
@@ -376,6 +484,10 @@ def _log_values(
         "offer_id": decision.offer_id,
         "event_id": decision.event.id if decision.event is not None else None,
         "click_id": linked.id if linked is not None else None,
+        # Set later, only for a kept early event (docs/postbacks.md "Early events").
+        "decided_at": None,
+        "final_status_code": None,
+        "final_reason": "",
     }
 
 
@@ -409,7 +521,7 @@ def _answer(
     run, write its log row (its own autocommit insert)."""
     log_id = None
     if not dry_run:
-        log = _log_values(request, decision, click, created_at=timezone.now())
+        log = _log_values(request, decision, click, created_at=request.now)
         log |= _log_outcome(decision)
         if on_postgresql():
             ((log_id,),) = run(_insert_log_sql(), _sql_values(_LOG, log))
@@ -484,7 +596,7 @@ def _write(
     insert does nothing, ``otherwise`` is the answer, logged in the same statement. For an
     event whose conversion's status is no longer the one decided on, nothing is written:
     that status is returned, to decide again on."""
-    now = timezone.now()
+    now = request.now
     values = _sql_values(_RECORDS[decision.kind], _record_values(decision, click, created_at=now))
     values |= _sql_values(_LOG_WITH_RECORD, _log_values(request, decision, click, created_at=now))
     values |= {
@@ -510,7 +622,7 @@ def _write_with_orm(
 ) -> PostbackOutcome:
     """The same write with the ORM (databases other than PostgreSQL), in one transaction:
     the unique constraints refuse a duplicate (``IntegrityError``), ``otherwise`` answers."""
-    now = timezone.now()
+    now = request.now
     model = EventRecord if decision.kind is RecordKind.EVENT else Conversion
     with transaction.atomic():
         try:
@@ -564,6 +676,8 @@ _CANDIDATE_COLUMNS = {
     "revenue": "numeric",
     "payout": "numeric",
     "currency": "text",
+    "clicked_after": "timestamptz",
+    "clicked_before": "timestamptz",
 }
 
 
@@ -586,6 +700,11 @@ def _at_once_sql(kind: RecordKind) -> str:
     conditions = [
         "click.version = %(version)s",
         "(click.conversion_id IS NOT NULL) = %(has_conversion)s",
+        # Check 7a: the click is within the offer's conversion window (NULL: no window).
+        "(c_clicked_after IS NULL OR click.created_at >= c_clicked_after)",
+        # min_conversion_seconds: the conversion is not too fast (NULL: no minimum). A test
+        # click is exempt, so it is left to the ordinary path to see.
+        "(c_clicked_before IS NULL OR click.created_at <= c_clicked_before)",
     ]
     conversion = (
         "(SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id, "
@@ -613,7 +732,8 @@ def _at_once_sql(kind: RecordKind) -> str:
     WHERE v.click_id = (SELECT id FROM the_click) FOR SHARE"""
     return f"""
 WITH the_click AS (
-    SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id
+    SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id, c.created_at,
+           c.is_test
     FROM (SELECT 1) AS one
     LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s{lock}
 ), click AS (
@@ -638,7 +758,8 @@ WITH the_click AS (
     RETURNING id
 )
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
-       click.conversion_status, (SELECT id FROM record), (SELECT id FROM log)
+       click.conversion_status, click.created_at, click.is_test, (SELECT id FROM record),
+       (SELECT id FROM log)
 FROM click
 """  # noqa: S608 - only names and constants are interpolated
 
@@ -670,29 +791,36 @@ def _cached_event_names(defs: Definitions, offer_id: int) -> Mapping[str, object
     return events.by_name if events is not None else {}
 
 
-def _predicted(params: PostbackParams, offer_id: int) -> Facts:
+def _predicted(request: _Request, params: PostbackParams, offer_id: int) -> Facts:
     """The facts an accepted postback for ``offer_id`` finds, as far as they can be
     foreseen: the click exists and is that offer's, and has its conversion for an event
     (approved, the common case: ``PREDICTED_CONVERSION_STATUS``), none for a conversion (the
-    duplicate fact is left unknown: the rules assume none)."""
+    duplicate fact and the click's time are left unknown: the rules assume them and say so);
+    and what is known of the request itself (its address, its time)."""
     has_conversion = params.kind is RecordKind.EVENT
     return Facts(
         click=ClickFacts(
             offer_id=offer_id,
             has_conversion=has_conversion,
             conversion_status=PREDICTED_CONVERSION_STATUS if has_conversion else None,
-        )
+        ),
+        ip=request.ip,
+        check_allow_list=request.check_allow_list,
+        now=request.now,
     )
 
 
-def _candidates(params: PostbackParams, defs: Definitions) -> list[Decision]:
+def _candidates(request: _Request, params: PostbackParams, defs: Definitions) -> list[Decision]:
     """The decision for each offer the postback may be for, on the facts predicted for it,
     where that decision accepts."""
     cached = defs.cached_only()
     accepted = []
     for offer_id in _candidate_offers(params, defs):
-        decision = rules.decide(params, _predicted(params, offer_id), cached)
-        if decision.accepted:
+        decision = rules.decide(params, _predicted(request, params, offer_id), cached)
+        # A capped offer's records take their caps' slots in the ordinary path's
+        # transaction (tracking/caps.py); so do records a money cap holds for their currency.
+        held = decision.record_status_reason == rules.CAP_CURRENCY
+        if decision.accepted and not decision.caps and not held:
             accepted.append(decision)
     return accepted
 
@@ -726,7 +854,14 @@ def _candidate_row(decision: Decision) -> dict:
         "c_revenue": str(decision.revenue),
         "c_payout": str(decision.payout),
         "c_currency": decision.currency,
+        # The click-time assumptions (checks 7a and the minimum time): ISO text, or null.
+        "c_clicked_after": _iso(decision.clicked_after),
+        "c_clicked_before": _iso(decision.clicked_before),
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
@@ -739,12 +874,12 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         or not _TRANSACTION_ID_RE.fullmatch(params.transaction_id)
     ):
         return _Attempt()
-    candidates = _candidates(params, defs)
+    candidates = _candidates(request, params, defs)
     if not candidates:
         return _Attempt()
     kind = params.kind
     first = candidates[0]
-    now = timezone.now()
+    now = request.now
     # Every candidate was decided on the same predicted conversion status, so they share
     # the record's status; the money and offer differ and come from the candidate's row.
     record = _record_values(first, None, created_at=now)
@@ -754,8 +889,8 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         "transaction_id": params.transaction_id,
         "version": defs.version,
         # The same for every candidate; the statement checks them of the click it reads.
-        "has_conversion": _predicted(params, first.offer_id).click.has_conversion,
-        "conversion_status": _predicted(params, first.offer_id).click.conversion_status,
+        "has_conversion": _predicted(request, params, first.offer_id).click.has_conversion,
+        "conversion_status": _predicted(request, params, first.offer_id).click.conversion_status,
         "adv_sub": params.adv_sub,
         "candidates": json.dumps([_candidate_row(c) for c in candidates]),
     }

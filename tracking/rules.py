@@ -31,10 +31,13 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
+from offers.allow_list import AllowList
 from offers.definitions import (
+    CapDefinition,
     EventDefinition,
     MoneyRules,
     OfferDefinition,
@@ -71,6 +74,9 @@ STATUS = {
     Reason.EVENT_MISMATCH: 422,
     Reason.NO_CONVERSION: 422,
     Reason.DUPLICATE_EVENT: 409,
+    Reason.IP_NOT_ALLOWED: 403,
+    Reason.CLICK_EXPIRED: 422,
+    Reason.WAITING_FOR_CONVERSION: 202,
     Reason.UNAVAILABLE: 503,
     # Record status (docs/postbacks.md "Record status"; the status postback's own answers are
     # decided in tracking/status.py).
@@ -84,6 +90,10 @@ STATUS = {
 
 #: The status reason of an event recorded pending because its conversion is pending.
 CONVERSION_PENDING = "conversion_pending"
+#: Status reasons of the offer rules (docs/postbacks.md "Caps, windows").
+CAP_REACHED = "cap_reached"
+CAP_CURRENCY = "cap_currency"
+TOO_FAST = "too_fast"
 
 # fullmatch with explicit ASCII classes: \d would accept other scripts' digits, and "$"
 # would accept a trailing newline.
@@ -155,9 +165,17 @@ class ClickFacts:
 
     offer_id: int
     has_conversion: bool
+    #: When the click was made (check 7a). None: not known (the one-statement path);
+    #: ``decide`` then assumes it is within the window and says so (``Decision.clicked_after``).
+    created_at: datetime | None = None
     #: The conversion's status (None without one): event checks 10a and the new record's
     #: status depend on it.
     conversion_status: str | None = None
+    #: Made from the admin's Test postback tab: its records ignore caps and
+    #: ``min_conversion_seconds``. (The one-statement path predicts False.)
+    is_test: bool = False
+    #: The click's publisher (a cap's scope). None: not known (the one-statement path).
+    publisher_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +187,13 @@ class Facts:
     #: Check 10: whether the click has records of the event that make this postback a
     #: duplicate (``DuplicateMode``). None: not read; ``decide`` assumes not and says so.
     duplicate_event: bool | None = None
+    # What is known of the request itself.
+    #: The client's address (check 3a); None where it could not be read.
+    ip: str | None = None
+    #: False for the admin's Test postback, which skips the allow-list (and says one is set).
+    check_allow_list: bool = True
+    #: The time the postback is judged at (check 7a); None: now.
+    now: datetime | None = None
 
 
 class DefinitionsView(Protocol):
@@ -179,6 +204,8 @@ class DefinitionsView(Protocol):
     def events(self, offer_id: int) -> OfferEvents: ...
 
     def advertiser_for_token(self, token: str) -> int | None: ...
+
+    def allow_list(self, advertiser_id: int) -> AllowList: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +234,15 @@ class Decision:
     #: Check 10 passed only because ``Facts.duplicate_event`` was not known: the write must
     #: make "no duplicate" its condition, and a refusal must be asked again with the fact.
     assumes_no_duplicate_event: bool = False
+    #: Check 7a passed only because the click's time was not known: the write must make
+    #: "the click was made at or after this" its condition. None: no such assumption.
+    clicked_after: datetime | None = None
+    #: ``min_conversion_seconds`` passed only because the click's time was not known: the
+    #: write must make "the click was made at or before this" its condition.
+    clicked_before: datetime | None = None
+    #: The caps the writer must take a slot of (docs/postbacks.md "Caps"): each one that is
+    #: full makes the record ``pending`` or ``rejected`` (``capped_status``).
+    caps: tuple[CapDefinition, ...] = ()
     #: The status an accepted record is recorded in, and why (docs/postbacks.md "Record
     #: status"); ``status_by_rule`` marks a status set by "events follow their conversion".
     record_status: str = RecordStatus.APPROVED.value
@@ -223,6 +259,18 @@ class Decision:
 
     def body(self, *, record_id: int | None) -> dict:
         """The JSON answer (``record_id`` None for a dry run or a refusal)."""
+        if self.reason == Reason.WAITING_FOR_CONVERSION:
+            assert self.params is not None and self.event is not None
+            return {
+                "status": "waiting",
+                "reason": self.reason.value,
+                "message": self.message,
+                "type": self.kind,
+                "transaction_id": self.params.transaction_id,
+                "offer_id": self.offer_id,
+                "event_id": self.event.id,
+                "event_name": self.event.name,
+            }
         if not self.accepted:
             return {"status": "rejected", "reason": self.reason.value, "message": self.message}
         assert self.params is not None and self.offer_id is not None
@@ -350,6 +398,8 @@ class _Links:
     duplicate_mode: DuplicateMode = DuplicateMode.NONE
     #: Check 10 passed on an assumption (``Facts.duplicate_event`` unknown).
     assumed_no_duplicate_event: bool = False
+    #: Check 7a passed on an assumption (the click's time unknown): the earliest time allowed.
+    clicked_after: datetime | None = None
 
     def decision(
         self, params: PostbackParams, reason: Reason, message: str = "", **money: object
@@ -364,6 +414,7 @@ class _Links:
             event=self.event,
             duplicate_mode=self.duplicate_mode,
             assumes_no_duplicate_event=self.assumed_no_duplicate_event,
+            clicked_after=self.clicked_after,
             **money,
         )
 
@@ -388,6 +439,7 @@ def _click_checks(
     click = facts.click
     offer = defs.offer(click.offer_id) if click is not None else None
     links.advertiser_id = check_token(params, offer, defs)
+    check_ip_allowed(facts, defs.allow_list(links.advertiser_id))
     click, offer = check_click_known(click, offer)
     links.offer_id = click.offer_id
     check_click_advertiser(offer, links.advertiser_id)
@@ -413,6 +465,18 @@ def check_token(
             "The secure token is not valid. Copy it again from the postback URL you were given.",
         )
     return advertiser_id
+
+
+def check_ip_allowed(facts: Facts, allow_list: AllowList) -> None:
+    """Check 3a (docs/postbacks.md): the token's advertiser's IP allow-list, when it has
+    one, admits the client's address. The admin's Test postback skips it
+    (``Facts.check_allow_list``)."""
+    if facts.check_allow_list and not allow_list.permits(facts.ip):
+        raise Refused(
+            Reason.IP_NOT_ALLOWED,
+            f"Postbacks with this secure token are only accepted from the advertiser's listed "
+            f"addresses, and {facts.ip or 'this address'} is not one of them.",
+        )
 
 
 def check_click_known(
@@ -453,9 +517,94 @@ def _decide_conversion(
 ) -> Decision:
     click, offer = _click_checks(params, facts, defs, links)
     check_duplicate_conversion(click)
+    now = facts.now or datetime.now(UTC)
+    links.clicked_after = check_click_in_window(click, offer, now)
     check_amount_given(params, offer.money, what="This offer")
-    # Conversion check 9: accepted.
-    return _accepted(params, links, offer, offer.money)
+    # Conversion check 9: accepted, in the status the offer's rules give it.
+    accepted = _accepted(params, links, offer, offer.money)
+    too_fast, clicked_before = conversion_too_fast(click, offer, now)
+    caps, other_currency = applicable_caps(offer, click, accepted)
+    status, reason = initial_status(too_fast=too_fast, other_currency=other_currency)
+    return replace(
+        accepted,
+        record_status=status,
+        record_status_reason=reason,
+        clicked_before=clicked_before,
+        caps=caps,
+    )
+
+
+def conversion_too_fast(
+    click: ClickFacts, offer: OfferDefinition, now: datetime
+) -> tuple[bool, datetime | None]:
+    """``min_conversion_seconds`` (docs/postbacks.md): a conversion sooner than this after
+    its click is recorded ``rejected`` (``too_fast``); test clicks are exempt. (too fast,
+    the latest click time assumed where the click's time is not known)"""
+    if offer.min_conversion_seconds <= 0 or click.is_test:
+        return False, None
+    latest = now - timedelta(seconds=offer.min_conversion_seconds)
+    if click.created_at is None:
+        return False, latest
+    return click.created_at > latest, None
+
+
+def applicable_caps(
+    offer: OfferDefinition, click: ClickFacts, accepted: "Decision"
+) -> tuple[tuple[CapDefinition, ...], bool]:
+    """The offer's caps this record counts against (docs/postbacks.md "Caps"): those of the
+    whole offer or of the click's publisher; ``conversions`` caps for a conversion only,
+    ``payout``/``revenue`` caps for conversions and events alike. None for a test click.
+    (caps, whether a money cap applies but the record is in another currency: then it is
+    recorded ``pending`` / ``cap_currency`` and counts against no money cap.)"""
+    if click.is_test or not offer.caps:
+        return (), False
+    is_conversion = accepted.kind is RecordKind.CONVERSION
+    caps = []
+    other_currency = False
+    for cap in offer.caps:
+        # An unknown publisher (a prediction) counts every cap: the writer decides.
+        if click.publisher_id is not None and not cap.applies_to(click.publisher_id):
+            continue
+        if not cap.counts_money:
+            if is_conversion:
+                caps.append(cap)
+        elif accepted.currency != offer.currency:
+            other_currency = True
+        else:
+            caps.append(cap)
+    return tuple(caps), other_currency
+
+
+def cap_amount(cap: CapDefinition, decision: "Decision") -> Decimal:
+    """What the record adds to the cap's counter."""
+    if cap.metric == "conversions":
+        return Decimal(1)
+    return decision.payout if cap.metric == "payout" else decision.revenue
+
+
+def initial_status(*, too_fast: bool, other_currency: bool) -> tuple[str, str]:
+    """The status a conversion's rules give it before its caps are taken."""
+    if too_fast:
+        return RecordStatus.REJECTED.value, TOO_FAST
+    if other_currency:
+        return RecordStatus.PENDING.value, CAP_CURRENCY
+    return RecordStatus.APPROVED.value, ""
+
+
+def capped_status(
+    decision: "Decision", full: "tuple[CapDefinition, ...] | list[CapDefinition]"
+) -> tuple[str, str, bool]:
+    """The record's status once its caps were tried (``full``: those that had no room), by
+    the precedence ``too_fast`` > hard cap > soft cap > ``cap_currency`` /
+    ``conversion_pending`` (docs/postbacks.md "Record status"). (status, reason, set by the
+    rule "events follow their conversion")"""
+    if decision.record_status_reason == TOO_FAST:
+        return decision.record_status, TOO_FAST, False
+    if any(cap.is_hard for cap in full):
+        return RecordStatus.REJECTED.value, CAP_REACHED, False
+    if full:
+        return RecordStatus.PENDING.value, CAP_REACHED, False
+    return decision.record_status, decision.record_status_reason, decision.status_by_rule
 
 
 def check_duplicate_conversion(click: ClickFacts) -> None:
@@ -465,6 +614,27 @@ def check_duplicate_conversion(click: ClickFacts) -> None:
             Reason.DUPLICATE_CONVERSION,
             "A conversion is already recorded for this transaction_id; it is counted once.",
         )
+
+
+def check_click_in_window(
+    click: ClickFacts, offer: OfferDefinition, now: datetime
+) -> datetime | None:
+    """Conversion check 7a (docs/postbacks.md): the click is no older than the offer's
+    conversion window (none: no limit). Where the click's time is not known, the earliest
+    time allowed: the write's condition."""
+    if offer.conversion_window_days is None:
+        return None
+    earliest = now - timedelta(days=offer.conversion_window_days)
+    if click.created_at is None:
+        return earliest
+    if click.created_at < earliest:
+        days = offer.conversion_window_days
+        raise Refused(
+            Reason.CLICK_EXPIRED,
+            f"This click is older than the offer's conversion window ({days} "
+            f"day{'s' if days != 1 else ''}); its conversion is no longer counted.",
+        )
+    return None
 
 
 def check_amount_given(params: PostbackParams, money: MoneyRules, *, what: str) -> None:
@@ -483,18 +653,70 @@ def _decide_event(
     click, offer = _click_checks(params, facts, defs, links)
     by_id, by_name = check_event_known(params, click, defs.events(click.offer_id))
     event = links.event = check_event_matches(by_id, by_name)
+    if not click.has_conversion and event.wait_for_conversion_minutes > 0:
+        # Early events (docs/postbacks.md): kept when checks 1–8 and 11 pass.
+        check_amount_given(params, event.money, what=f"The event “{event.name}”")
+        raise Refused(
+            Reason.WAITING_FOR_CONVERSION,
+            "No conversion is recorded for this transaction_id yet; this event is kept for "
+            f"{event.wait_for_conversion_minutes} minutes and recorded when the conversion "
+            "arrives.",
+        )
     check_conversion_exists(click)
     mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
     links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
     check_conversion_not_rejected(click)
     check_amount_given(params, event.money, what=f"The event “{event.name}”")
-    # Event check 12: accepted, in the status its conversion's status gives it.
+    # Event check 12: accepted, in the status its conversion's status gives it (and, once
+    # the writer tried them, its money caps).
     status, reason, by_rule = event_record_status(click)
+    accepted = _accepted(params, links, offer, event.money)
+    caps, other_currency = applicable_caps(offer, click, accepted)
+    if other_currency:
+        # Held for the manager, not by the rule: approving the conversion must not approve
+        # it past the cap.
+        status, reason, by_rule = RecordStatus.PENDING.value, CAP_CURRENCY, False
     return replace(
-        _accepted(params, links, offer, event.money),
+        accepted,
         record_status=status,
         record_status_reason=reason,
         status_by_rule=by_rule,
+        caps=caps,
+    )
+
+
+def decide_kept(
+    params: PostbackParams, facts: Facts, offer: OfferDefinition, event: EventDefinition | None
+) -> Decision:
+    """A kept early event, once its click's conversion is recorded (docs/postbacks.md "Early
+    events"): the checks that depend on the conversion (10, 10a) and the amount (11), with
+    the event as defined now, and the status its conversion and the offer's caps give it.
+    ``event`` None: it was deleted meanwhile (``unknown_event``)."""
+    links = _Links(advertiser_id=offer.advertiser_id, offer_id=offer.id, event=event)
+    click = facts.click
+    assert click is not None and click.has_conversion
+    try:
+        if event is None:
+            raise Refused(
+                Reason.UNKNOWN_EVENT, "The event was deleted while this postback was kept."
+            )
+        mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
+        links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
+        check_conversion_not_rejected(click)
+        check_amount_given(params, event.money, what=f"The event “{event.name}”")
+    except Refused as refusal:
+        return links.decision(params, refusal.reason, refusal.message)
+    status, reason, by_rule = event_record_status(click)
+    accepted = _accepted(params, links, offer, event.money)
+    caps, other_currency = applicable_caps(offer, click, accepted)
+    if other_currency:
+        status, reason, by_rule = RecordStatus.PENDING.value, CAP_CURRENCY, False
+    return replace(
+        accepted,
+        record_status=status,
+        record_status_reason=reason,
+        status_by_rule=by_rule,
+        caps=caps,
     )
 
 

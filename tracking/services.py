@@ -16,6 +16,7 @@ from offers.definitions import (
     definitions,
     version_sql,
 )
+from tracking.caps import hard_cap_full
 from tracking.models import Click
 from tracking.sql import MAX_DEFINITION_ID, Row, on_postgresql, run
 
@@ -91,8 +92,9 @@ def _insert(click: dict, checked_version: int | None) -> tuple[int | None, bool,
 
 
 def _destination(offer: OfferDefinition, click: dict) -> str:
-    """The offer's destination URL with its macros replaced, each value URL-encoded."""
-    url = offer.destination_url
+    """The offer's destination URL (its fallback URL for a capped click) with its macros
+    replaced, each value URL-encoded."""
+    url = offer.fallback_url if click["capped"] and offer.fallback_url else offer.destination_url
     if "{" not in url:
         return url
     macros = {
@@ -137,6 +139,7 @@ def click_record(
         "user_agent": user_agent,
         "referrer": referrer,
         "is_test": is_test,
+        "capped": False,
         "created_at": timezone.now(),
     }
     defs: Definitions = cached_definitions() or definitions(version=current_version())
@@ -152,6 +155,10 @@ def click_record(
             if offer is None:
                 raise ClickRefused(f"No offer has ID {offer_id}.")
             raise ClickRefused(f"Offer {offer_id} is paused and does not accept clicks.")
+        # Capped clicks (docs/postbacks.md): recorded, flagged, sent to the fallback URL.
+        click["capped"] = not is_test and hard_cap_full(
+            offer, publisher_id=publisher_id, at=click["created_at"]
+        )
         version, publisher_known, click_id = _insert(click, defs.version)
         if click_id is not None:
             return ClickResult(

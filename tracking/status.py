@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
-from tracking import postback, rules
+from tracking import caps, postback, rules
 from tracking.models import (
     Conversion,
     EventRecord,
@@ -275,6 +275,8 @@ def _write(
         raise RuntimeError(f"{model.__name__} {record.pk} changed under its lock")
     for name, value in changed.items():
         setattr(record, name, value)
+    # A cap counts approved records: its counter follows (tracking/caps.py).
+    caps.follow_status(record, previous=previous, status=status)
     link = "event_record" if model is EventRecord else "conversion"
     StatusChange.objects.create(
         **{link: record},
@@ -294,7 +296,20 @@ def _follow(conversion: Conversion, *, at: Any) -> list[tuple[int, str, str]]:
         EventRecord.objects.select_for_update()
         .filter(click_id=conversion.click_id)
         .order_by("id")
-        .only("id", "status", "status_by_rule", "status_reason")
+        .only(
+            "id",
+            "status",
+            "status_by_rule",
+            "status_reason",
+            # What tracking/caps.py reads of a record whose status changes.
+            "offer_id",
+            "click_id",
+            "publisher_id",
+            "currency",
+            "revenue",
+            "payout",
+            "created_at",
+        )
     )
     facts = [EventFacts(e.id, e.status, e.status_by_rule) for e in events]
     by_id = {e.id: e for e in events}
@@ -443,12 +458,16 @@ def pick_record(
 
 
 def _target(
-    params: rules.PostbackParams, request: StatusRequest, read: Any, links: Any
+    params: rules.PostbackParams,
+    request: StatusRequest,
+    read: Any,
+    links: Any,
+    facts: rules.Facts,
 ) -> tuple[type, int]:
-    """Checks 3 to 6 (/postback's own, so a check added there, such as an IP allow-list,
-    holds here too), then the record the status postback names (the status check table's
-    first three rows)."""
-    click_facts, _offer = rules._click_checks(params, read.facts, read.defs, links)
+    """Checks 3 to 6 (/postback's own, so a check added there, such as the IP allow-list
+    3a, holds here too), then the record the status postback names (the status check
+    table's first three rows)."""
+    click_facts, _offer = rules._click_checks(params, facts, read.defs, links)
     click = read.click
 
     if params.kind is not rules.RecordKind.EVENT and request.record_id is None:
@@ -525,7 +544,7 @@ def status_postback_process(
         parsed = rules.check_well_formed(request.params)
         status_request = check_status_well_formed(request.params)
         read = postback._read_click(parsed.transaction_id)
-        model, record_id = _target(parsed, status_request, read, links)
+        model, record_id = _target(parsed, status_request, read, links, read.facts(request))
     except rules.Refused as refusal:
         decision = _decision(refusal.reason, refusal.message, parsed, links)
         click = read.click if read is not None else None

@@ -38,6 +38,11 @@ def offer_form(advertiser, **overrides: str) -> dict[str, str]:  # noqa: ANN001
         "payout_value": "3.00",
         "parameters__transaction_id": "",
         "parameters__amount": "",
+        # The caps inline's management form (none added), as a browser sends it.
+        "caps-TOTAL_FORMS": "0",
+        "caps-INITIAL_FORMS": "0",
+        "caps-MIN_NUM_FORMS": "0",
+        "caps-MAX_NUM_FORMS": "1000",
     }
     data.update(overrides)
     return data

@@ -158,7 +158,7 @@ def test_the_version_triggers_are_on_every_definition_table():
         )
         tables = sorted(row[0] for row in cursor.fetchall())
 
-    assert tables == ["offers_advertiser", "offers_event", "offers_offer"]
+    assert tables == ["offers_advertiser", "offers_event", "offers_offer", "offers_offercap"]
 
 
 @pytest.mark.django_db(transaction=True)

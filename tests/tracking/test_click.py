@@ -144,7 +144,7 @@ def test_forwarded_for_is_ignored_unless_configured(client, settings):
 
     assert list(Click.objects.order_by("id").values_list("ip", flat=True)) == [
         "10.0.0.2",
-        "203.0.113.50",
+        "10.0.0.1",  # the right-most entry: the one the trusted proxy wrote
     ]
 
 

@@ -20,6 +20,7 @@ changes but the new model.
 
 from datetime import UTC, datetime
 
+import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
@@ -166,9 +167,21 @@ def unpartition(apps, schema_editor) -> None:  # noqa: ANN001
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0006_record_status")]
+    dependencies = [("tracking", "0009_offer_rules")]
 
     operations = [
+        # The one foreign key to the log (0009_offer_rules): a key on id alone cannot
+        # reference a partitioned table, so it goes (its unique index stays).
+        migrations.AlterField(
+            model_name="keptpostback",
+            name="log",
+            field=models.OneToOneField(
+                db_constraint=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="kept",
+                to="tracking.postbacklog",
+            ),
+        ),
         migrations.RunPython(partition, unpartition, elidable=False),
         migrations.CreateModel(
             name="PruneMark",

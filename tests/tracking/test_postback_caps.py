@@ -1,0 +1,337 @@
+"""Caps (docs/postbacks.md "Caps") end to end over HTTP: a full cap records conversions
+pending (soft) or rejected (hard) with reason cap_reached, the answer carries the record's
+status, counters follow status changes, and with one slot left exactly one of 50
+simultaneous conversions on two gunicorn servers is approved."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from offers import caps as offer_caps
+from offers.models import CapCounter, OfferCap
+from tests.factories import (
+    ClickFactory,
+    ConversionFactory,
+    EventFactory,
+    OfferFactory,
+    PublisherFactory,
+)
+from tests.markers import requires_postgresql
+from tests.servers import answers, fire_at_once
+from tracking import caps
+from tracking.models import Conversion, EventRecord, PostbackLog
+
+pytestmark = pytest.mark.django_db
+
+
+def cap(offer, **given) -> OfferCap:  # noqa: ANN001
+    fields = {"metric": "conversions", "period": "day", "limit": 2, "mode": "hard"} | given
+    made = OfferCap.objects.create(offer=offer, **fields)
+    caps.counter_start(made)
+    return made
+
+
+def convert(client, click=None, *, offer=None, **extra: str):  # noqa: ANN001, ANN201
+    click = click or ClickFactory(offer=offer)
+    params = {
+        "secure": click.offer.advertiser.postback_token,
+        "transaction_id": click.transaction_id,
+    }
+    return client.get("/postback", params | extra)
+
+
+def outcome(response) -> tuple[int, str, str, str]:  # noqa: ANN001
+    body = response.json()
+    return response.status_code, body["reason"], body["record_status"], body["record_status_reason"]
+
+
+def test_a_hard_cap_records_conversions_past_it_rejected(client):
+    offer = OfferFactory()
+    hard = cap(offer, limit=2, mode="hard")
+
+    results = [outcome(convert(client, offer=offer)) for _ in range(3)]
+
+    assert results == [
+        (200, "accepted", "approved", ""),
+        (200, "accepted", "approved", ""),
+        (200, "accepted", "rejected", "cap_reached"),
+    ]
+    statuses = list(Conversion.objects.order_by("id").values_list("status", "status_reason"))
+    assert statuses == [("approved", ""), ("approved", ""), ("rejected", "cap_reached")]
+    assert offer_caps.cap_usage([hard]) == {hard.pk: Decimal(2)}
+    # Its first status: no history entry.
+    assert not Conversion.objects.last().status_changes.exists()
+    assert PostbackLog.objects.filter(reason="accepted").count() == 3
+
+
+def test_a_soft_cap_records_conversions_past_it_pending(client):
+    offer = OfferFactory()
+    cap(offer, limit=1, mode="soft")
+
+    results = [outcome(convert(client, offer=offer))[2:] for _ in range(2)]
+
+    assert results == [("approved", ""), ("pending", "cap_reached")]
+
+
+def test_a_hard_cap_wins_over_a_soft_one_and_takes_no_slot_of_the_other(client):
+    offer = OfferFactory()
+    soft = cap(offer, limit=1, mode="soft")
+    hard = cap(offer, limit=1, mode="hard", period="total")
+
+    results = [outcome(convert(client, offer=offer))[2:] for _ in range(2)]
+
+    assert results == [("approved", ""), ("rejected", "cap_reached")]
+    assert offer_caps.cap_usage([soft, hard]) == {soft.pk: 1, hard.pk: 1}
+
+
+def test_too_fast_wins_over_a_cap_and_takes_no_slot(client):
+    offer = OfferFactory(min_conversion_seconds=60)
+    daily = cap(offer, limit=1)
+
+    fast = outcome(convert(client, offer=offer))
+    slow = ClickFactory(offer=offer, created_at=timezone.now() - timedelta(minutes=2))
+
+    assert fast[2:] == ("rejected", "too_fast")
+    assert outcome(convert(client, slow))[2:] == ("approved", "")
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 1}
+
+
+def test_a_publisher_cap_holds_only_that_publishers_conversions(client):
+    offer = OfferFactory()
+    capped, other = PublisherFactory(), PublisherFactory()
+    cap(offer, limit=1, publisher=capped)
+
+    first = convert(client, ClickFactory(offer=offer, publisher=capped))
+    second = convert(client, ClickFactory(offer=offer, publisher=capped))
+    elsewhere = convert(client, ClickFactory(offer=offer, publisher=other))
+
+    assert [outcome(r)[2] for r in (first, second, elsewhere)] == [
+        "approved",
+        "rejected",
+        "approved",
+    ]
+
+
+def test_a_payout_cap_adds_up_conversions_and_events_and_caps_events_too(client):
+    offer = OfferFactory(payout_value=Decimal("3.00"))
+    event = EventFactory(offer=offer, payout_value=Decimal("1.00"), allow_multiple=True)
+    payout = cap(offer, metric="payout", limit=Decimal("4.00"), mode="soft")
+    click = ClickFactory(offer=offer)
+
+    conversion = outcome(convert(client, click))
+    events = [outcome(convert(client, click, event_id=str(event.pk)))[2:] for _ in range(2)]
+
+    assert conversion[2] == "approved"
+    # 3.00 + 1.00 = 4.00: full; the next event is held.
+    assert events == [("approved", ""), ("pending", "cap_reached")]
+    assert offer_caps.cap_usage([payout]) == {payout.pk: Decimal("4.00")}
+
+
+def test_a_money_cap_holds_a_record_in_another_currency(client):
+    offer = OfferFactory(currency="USD")
+    revenue = cap(offer, metric="revenue", limit=100)
+
+    response = convert(client, offer=offer, currency="EUR")
+
+    assert outcome(response)[2:] == ("pending", "cap_currency")
+    assert offer_caps.cap_usage([revenue]) == {revenue.pk: 0}
+
+
+def test_test_clicks_ignore_caps_and_the_minimum_time(client):
+    offer = OfferFactory(min_conversion_seconds=3600)
+    daily = cap(offer, limit=1)
+    convert(client, offer=offer)  # fills the cap (and is too fast: rejected, no slot)
+    convert(client, ClickFactory(offer=offer, created_at=timezone.now() - timedelta(hours=2)))
+
+    response = convert(client, ClickFactory(offer=offer, is_test=True))
+
+    assert outcome(response)[2:] == ("approved", "")
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 1}
+
+
+def test_rejecting_a_record_frees_its_slot_and_nothing_is_approved_automatically(client):
+    offer = OfferFactory()
+    daily = cap(offer, limit=1)
+    first = convert(client, offer=offer).json()
+    held = convert(client, offer=offer).json()
+    assert held["record_status"] == "rejected"
+    token = offer.advertiser.postback_token
+
+    rejected = client.get(
+        "/postback/status",
+        {"secure": token, "transaction_id": first["transaction_id"], "status": "rejected"},
+    )
+
+    assert rejected.json()["reason"] == "updated"
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 0}
+    assert Conversion.objects.get(pk=held["id"]).status == "rejected"
+    assert outcome(convert(client, offer=offer))[2] == "approved"
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 1}
+
+
+def test_an_advertiser_cannot_approve_a_record_a_cap_holds(client):
+    offer = OfferFactory()
+    cap(offer, limit=1, mode="soft")
+    convert(client, offer=offer)
+    held = convert(client, offer=offer).json()
+
+    response = client.get(
+        "/postback/status",
+        {
+            "secure": offer.advertiser.postback_token,
+            "transaction_id": held["transaction_id"],
+            "status": "approved",
+        },
+    )
+
+    assert (response.status_code, response.json()["reason"]) == (409, "invalid_transition")
+    assert Conversion.objects.get(pk=held["id"]).status == "pending"
+
+
+def test_a_manager_approving_a_held_record_counts_it(client):
+    from tracking.status import record_status_change  # noqa: PLC0415
+
+    offer = OfferFactory()
+    daily = cap(offer, limit=1, mode="soft")
+    convert(client, offer=offer)
+    held = convert(client, offer=offer).json()
+
+    record_status_change(record=Conversion, record_id=held["id"], status="approved", source="api")
+
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 2}
+
+
+def test_a_new_cap_starts_from_the_periods_approved_records():
+    offer = OfferFactory()
+    ConversionFactory.create_batch(2, click__offer=offer)
+    ConversionFactory(click__offer=offer, status="rejected")
+
+    daily = cap(offer, limit=5)
+
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 2}
+
+
+def test_events_of_a_pending_conversion_take_no_slot(client):
+    offer = OfferFactory()
+    event = EventFactory(offer=offer)
+    payout = cap(offer, metric="payout", limit=100)
+    conversion = ConversionFactory(click__offer=offer, status="pending")
+
+    response = convert(client, conversion.click, event_id=str(event.pk))
+
+    assert outcome(response)[2:] == ("pending", "conversion_pending")
+    assert offer_caps.cap_usage([payout]) == {payout.pk: 0}
+    assert EventRecord.objects.get().status_by_rule
+
+
+def test_the_dry_run_shows_the_status_a_full_cap_gives(manager_admin):
+    offer = OfferFactory()
+    cap(offer, limit=1)
+    ConversionFactory(click__offer=offer)
+    CapCounter.objects.update(used=1)
+    click = ClickFactory(offer=offer)
+
+    response = manager_admin.post(
+        f"/admin/tracking/test-postback/{offer.pk}/send/",
+        {"target": "conversion", "transaction_id": click.transaction_id, "dry_run": True},
+        content_type="application/json",
+    )
+
+    body = response.json()["body"]
+    assert (body["record_status"], body["record_status_reason"]) == ("rejected", "cap_reached")
+    assert not Conversion.objects.filter(click=click).exists()
+
+
+# (period, local time, start of its period)
+PERIODS = [
+    ("day", datetime(2026, 12, 6, 23, 30), date(2026, 12, 6)),
+    ("week", datetime(2026, 12, 6, 23, 30), date(2026, 11, 30)),  # a Sunday: Monday before
+    ("week", datetime(2026, 12, 7, 0, 0), date(2026, 12, 7)),  # a Monday starts its week
+    ("month", datetime(2026, 12, 31, 23, 59), date(2026, 12, 1)),
+    ("month", datetime(2027, 1, 1, 0, 0), date(2027, 1, 1)),
+    ("total", datetime(2026, 12, 6, 12, 0), date(1970, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(("period", "local", "start"), PERIODS)
+def test_periods_are_calendar_periods_in_time_zone(settings, period, local, start):
+    settings.TIME_ZONE = "America/New_York"
+    at = timezone.make_aware(local)  # in TIME_ZONE
+
+    assert offer_caps.period_start(period, offer_caps.local_day(at)) == start
+
+
+def test_a_utc_time_counts_in_the_day_of_time_zone(settings):
+    settings.TIME_ZONE = "America/New_York"
+    # Monday 03:00 UTC is still Sunday evening in New York: last week's counter.
+    at = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+
+    assert offer_caps.period_start("week", offer_caps.local_day(at)) == date(2026, 11, 30)
+    assert offer_caps.period_bounds("day", offer_caps.local_day(at))[0].isoformat() == (
+        "2026-12-06T00:00:00-05:00"
+    )
+
+
+def test_each_period_has_its_own_counter(settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    offer = OfferFactory()
+    weekly = cap(offer, period="week", limit=1)
+    decision = _decision(offer, weekly)
+    sunday = timezone.make_aware(datetime(2026, 12, 6, 23, 0))
+    monday = timezone.make_aware(datetime(2026, 12, 7, 0, 30))
+
+    assert caps.take_slots(decision, created_at=sunday)[0] == "approved"
+    assert caps.take_slots(decision, created_at=sunday)[0] == "rejected"
+    assert caps.take_slots(decision, created_at=monday)[0] == "approved"
+    assert set(CapCounter.objects.values_list("period_start", "used")) == {
+        (date(2026, 11, 30), Decimal(1)),
+        (date(2026, 12, 7), Decimal(1)),
+    }
+
+
+def _decision(offer, *held: OfferCap):  # noqa: ANN001, ANN202
+    from offers.definitions import definitions  # noqa: PLC0415
+    from tracking import rules  # noqa: PLC0415
+
+    defs = definitions(version=None).offer(offer.pk)
+    assert defs is not None
+    base = rules.Decision(
+        rules.Reason.ACCEPTED,
+        "",
+        rules.RecordKind.CONVERSION,
+        offer_id=offer.pk,
+        revenue=Decimal(5),
+        payout=Decimal(3),
+        currency="USD",
+    )
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(base, caps=tuple(c for c in defs.caps if c.id in {h.pk for h in held}))
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_with_one_slot_left_exactly_one_of_fifty_simultaneous_conversions_is_approved(servers):
+    offer = OfferFactory()
+    daily = cap(offer, limit=3)
+    ConversionFactory.create_batch(2, click__offer=offer)
+    caps.counter_start(daily)  # two of three slots used
+    clicks = ClickFactory.create_batch(50, offer=offer)
+    params = [
+        {"secure": offer.advertiser.postback_token, "transaction_id": c.transaction_id}
+        for c in clicks
+    ]
+    urls = [servers[n % len(servers)] for n in range(50)]
+
+    responses = fire_at_once(urls, params)
+
+    assert answers(responses) == {(200, "accepted"): 50}
+    statuses = [r.json()["record_status"] for r in responses]
+    assert statuses.count("approved") == 1
+    assert statuses.count("rejected") == 49
+    new = Conversion.objects.filter(click__in=clicks)
+    assert new.filter(status="approved").count() == 1
+    assert new.filter(status="rejected", status_reason="cap_reached").count() == 49
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 3}

@@ -1,0 +1,165 @@
+"""Caps' counters (docs/postbacks.md "Caps"): what the approved records of each cap's period
+add up to, kept in ``CapCounter`` rows in the transactions that write or change records.
+
+Periods and each cap's use in the current period (for the offer page and the API) are
+read in offers/caps.py. The rules (which caps a record counts against, the status a full
+cap gives it) are pure functions in tracking/rules.py; this module writes the counters:
+
+- ``take_slots``: a new record takes a slot of each of its caps with a conditional update
+  (``used < limit``), so of any number of simultaneous records exactly as many get a slot
+  as there are slots (PostgreSQL re-checks the condition on the row a concurrent update
+  left; SQLite runs one write transaction at a time). Where a cap is full, or the record is
+  not approved for another reason, nothing it took is kept (a savepoint).
+- ``follow_status``: a record's status change adds it to or takes it from its caps' counters
+  (rejecting frees its slot; nothing is approved automatically when one frees).
+- ``counter_start``: a new cap's counter for the current period starts at what the approved
+  records of that period already add up to (the only count over records, once per cap).
+
+Counters are taken in cap ID order, so two transactions never wait on each other's
+counters in opposite orders.
+"""
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from offers.caps import local_day, period_bounds, period_start
+from offers.definitions import CapDefinition, OfferDefinition
+from offers.models import CapCounter, OfferCap
+from tracking import rules
+from tracking.models import Click, Conversion, EventRecord, RecordStatus
+
+
+def _ensure(cap_id: int, start: date) -> None:
+    # The counter row of a period is made by its first record; a race to make it is
+    # settled by the unique constraint (the loser's insert does nothing).
+    CapCounter.objects.bulk_create(
+        [CapCounter(cap_id=cap_id, period_start=start)], ignore_conflicts=True
+    )
+
+
+def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str, bool]:
+    """Take a slot of each of ``decision.caps`` for the record just written (in the caller's
+    transaction). The record's status by ``rules.capped_status``; the slots are kept only
+    when it is approved. (status, reason, set by the rule)"""
+    day = local_day(created_at)
+    full: list[CapDefinition] = []
+    with transaction.atomic():
+        for cap in sorted(decision.caps, key=lambda c: c.id):
+            start = period_start(cap.period, day)
+            _ensure(cap.id, start)
+            taken = CapCounter.objects.filter(
+                cap_id=cap.id, period_start=start, used__lt=cap.limit
+            ).update(used=F("used") + rules.cap_amount(cap, decision))
+            if not taken:
+                full.append(cap)
+        status, reason, by_rule = rules.capped_status(decision, full)
+        if status != RecordStatus.APPROVED:
+            transaction.set_rollback(True)
+    return status, reason, by_rule
+
+
+def preview(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str, bool]:
+    """The status ``take_slots`` would give the record now, read without writing (the
+    admin's dry run)."""
+    day = local_day(created_at)
+    used = {
+        cap.id: CapCounter.objects.filter(cap_id=cap.id, period_start=period_start(cap.period, day))
+        .values_list("used", flat=True)
+        .first()
+        or Decimal(0)
+        for cap in decision.caps
+    }
+    full = [cap for cap in decision.caps if used[cap.id] >= cap.limit]
+    return rules.capped_status(decision, full)
+
+
+def _record_caps(record: Conversion | EventRecord) -> list[tuple[OfferCap, Decimal]]:
+    """The caps an existing record counts against, with what it adds to each."""
+    caps = list(OfferCap.objects.filter(offer_id=record.offer_id).order_by("pk"))
+    if not caps:
+        return []
+    if Click.objects.filter(pk=record.click_id, is_test=True).exists():
+        return []
+    offer_currency = record.offer.currency
+    is_event = isinstance(record, EventRecord)
+    found = []
+    for cap in caps:
+        if cap.publisher_id is not None and cap.publisher_id != record.publisher_id:
+            continue
+        if cap.metric == OfferCap.Metric.CONVERSIONS:
+            if not is_event:
+                found.append((cap, Decimal(1)))
+        elif record.currency == offer_currency:
+            found.append((cap, record.payout if cap.metric == "payout" else record.revenue))
+    return found
+
+
+def follow_status(record: Conversion | EventRecord, *, previous: str, status: str) -> None:
+    """Keep the counters of ``record``'s caps equal to what the approved records add up to,
+    as its status goes from ``previous`` to ``status`` (in the status change's transaction).
+    Approving adds it whatever the limit: a manager's decision."""
+    was, now = previous == RecordStatus.APPROVED, status == RecordStatus.APPROVED
+    if was == now:
+        return
+    day = local_day(record.created_at)
+    for cap, amount in _record_caps(record):
+        start = period_start(cap.period, day)
+        counters = CapCounter.objects.filter(cap_id=cap.pk, period_start=start)
+        if now:
+            _ensure(cap.pk, start)
+            counters.update(used=F("used") + amount)
+        else:
+            counters.update(used=Greatest(F("used") - amount, Decimal(0)))
+
+
+def _approved_sum(cap: OfferCap, day: date) -> Decimal:
+    """What the approved records of the cap's period holding ``day`` add up to (a count over
+    the records: only when a cap is made)."""
+    start, end = period_bounds(cap.period, day)
+    models = (
+        [Conversion] if cap.metric == OfferCap.Metric.CONVERSIONS else [Conversion, EventRecord]
+    )
+    total = Decimal(0)
+    for model in models:
+        records = model.objects.filter(
+            offer_id=cap.offer_id, status=RecordStatus.APPROVED, click__is_test=False
+        )
+        if start is not None:
+            records = records.filter(created_at__gte=start, created_at__lt=end)
+        if cap.publisher_id is not None:
+            records = records.filter(publisher_id=cap.publisher_id)
+        if cap.metric == OfferCap.Metric.CONVERSIONS:
+            total += records.count()
+        else:
+            records = records.filter(currency=cap.offer.currency)
+            total += records.aggregate(s=Sum(cap.metric))["s"] or Decimal(0)
+    return total
+
+
+def counter_start(cap: OfferCap) -> None:
+    """Start a new cap's counter for the current period at what its approved records add up
+    to (a cap set mid-month counts the month's conversions so far)."""
+    day = local_day(timezone.now())
+    start = period_start(cap.period, day)
+    CapCounter.objects.update_or_create(
+        cap=cap, period_start=start, defaults={"used": _approved_sum(cap, day)}
+    )
+
+
+def hard_cap_full(offer: OfferDefinition, *, publisher_id: int, at: datetime) -> bool:
+    """Whether a hard cap of the offer, or of this publisher on it, is full for the current
+    period (a click is then sent to the offer's fallback URL). One query, and only for an
+    offer with hard caps."""
+    hard = [c for c in offer.caps if c.is_hard and c.applies_to(publisher_id)]
+    if not hard:
+        return False
+    day = local_day(at)
+    wanted = Q(pk__in=[])
+    for cap in hard:
+        wanted |= Q(cap_id=cap.id, period_start=period_start(cap.period, day), used__gte=cap.limit)
+    return CapCounter.objects.filter(wanted).exists()
