@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from offers.models import Offer
 from tests.conftest import admin_client_for
 from tests.factories import (
     ClickFactory,
@@ -29,7 +30,7 @@ from tracking.retention import prune
 
 pytestmark = pytest.mark.django_db
 
-LOG_DAYS, CLICK_DAYS = 60, 30
+LOG_DAYS, CLICK_DAYS = 60, 40
 RETENTION = override_settings(POSTBACK_LOG_RETENTION_DAYS=LOG_DAYS, CLICK_RETENTION_DAYS=CLICK_DAYS)
 #: Ages (days) of the rows made: a log row is gone once its whole UTC month is older than
 #: LOG_DAYS (so rows from 92 days on always are, rows of 10 days never); clicks after CLICK_DAYS.
@@ -97,6 +98,10 @@ def history():
     }
     # Rejected postbacks for the old unconverted click: they do not keep it.
     PostbackLogFactory(created_at=now - timedelta(days=10), click_id=ago[200].pk, offer_id=offer.pk)
+    # Windows shorter than CLICK_DAYS, so the setting decides (a longer window would keep
+    # the clicks: test_a_click_within_the_longest_conversion_window_is_kept…).
+    if any(f.name == "conversion_window_days" for f in Offer._meta.fields):
+        Offer.objects.update(conversion_window_days=1)
     if ON_POSTGRESQL:
         call_command("partitions", stdout=StringIO())
     return {"now": now, "offer": offer, "clicks": ago, "converted": converted, "logs": logs}
