@@ -167,6 +167,19 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Retention (tracking/retention.py, `manage.py prune`). Postback log rows are kept at least
+# this many days, then removed by whole UTC months (a dropped partition on PostgreSQL).
+POSTBACK_LOG_RETENTION_DAYS = env.int("POSTBACK_LOG_RETENTION_DAYS", default=180)
+# Clicks that never converted are kept this many days; conversions and event records and
+# the clicks they reference are never removed. Default: the longest conversion window plus
+# 30 days. Offers have no conversion window yet, so it is the planned default window (90
+# days) + 30; once offers carry `conversion_window_days`, the longest of them + 30 becomes
+# the floor prune applies whatever this says (tracking/retention.py, click_cutoff).
+CONVERSION_WINDOW_DAYS_DEFAULT = 90
+CLICK_RETENTION_DAYS = env.int("CLICK_RETENTION_DAYS", default=CONVERSION_WINDOW_DAYS_DEFAULT + 30)
+# Monthly partitions made ahead of time by `manage.py partitions` (PostgreSQL).
+PARTITION_MONTHS_AHEAD = env.int("PARTITION_MONTHS_AHEAD", default=3)
+
 # Covering indexes (Index.include) are PostgreSQL-only; SQLite builds them without the
 # included columns, which is harmless there.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]

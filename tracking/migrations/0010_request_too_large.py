@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('offers', '0006_offer_rules'),
-        ('tracking', '0009_offer_rules'),
+        ('tracking', '0007_postbacklog_partitions'),
     ]
 
     operations = [
