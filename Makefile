@@ -7,7 +7,7 @@ PORT ?= 8000
 # PostgreSQL when one answers locally and DATABASE_URL is not set, else SQLite.
 LOCAL_PG := postgres://postgres@127.0.0.1:5432/clicktrail
 
-.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports serve bench-deliveries
+.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports bench-retention serve bench-deliveries
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required"; exit 1; }
@@ -72,3 +72,10 @@ bench-reports: install-dev
 # "--deliveries 2000 --rounds 1" for a quick look, "--write-docs" to update docs/benchmarks.md.
 bench-deliveries: install-dev
 	$(BIN)/python -m bench.deliveries $(BENCH_ARGS)
+
+# Monthly partitions and retention (docs/benchmarks.md "Retention"): rates with the log as one
+# table and partitioned, dropping a month of 10M log rows, postbacks during a prune run; in
+# the clicktrail_bench_retention database. Small: BENCH_ARGS="--log-rows 30000
+# --old-clicks 5000 --clicks 20000 --duration 3 --rounds 1".
+bench-retention: install-dev
+	$(BIN)/python -m bench.retention $(BENCH_ARGS)

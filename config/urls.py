@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -13,12 +15,22 @@ admin.site.site_header = "Clicktrail"
 admin.site.site_title = "Clicktrail"
 admin.site.index_title = "Tracking administration"
 
+
+@csrf_exempt  # a 404 whatever the method: no CSRF page for a path that does not exist
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
 router = DefaultRouter()
 router.register("advertisers", offers_api.AdvertiserViewSet, basename="advertiser")
 router.register("publishers", offers_api.PublisherViewSet, basename="publisher")
 router.register("offers", offers_api.OfferViewSet, basename="offer")
 router.register(
-    r"offers/(?P<offer_pk>[0-9]+)/events", offers_api.EventViewSet, basename="offer-event"
+    # Any segment, not only digits: a non-numeric offer_pk is the API's JSON 404, not an
+    # HTML page of Django's.
+    r"offers/(?P<offer_pk>[^/.]+)/events",
+    offers_api.EventViewSet,
+    basename="offer-event",
 )
 router.register("conversions", tracking_api.ConversionViewSet, basename="conversion")
 router.register("event-records", tracking_api.EventRecordViewSet, basename="event-record")
@@ -56,4 +68,7 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Last: whatever else is under api/ (an ID with a dot or a slash, a path that does not
+    # exist) is the API's JSON 404, not an HTML page.
+    re_path(r"^api/", api_not_found),
 ]

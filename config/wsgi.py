@@ -16,12 +16,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 full_application = get_wsgi_application()
 
+from config.charset import set_aside_refused_charset  # noqa: E402
 from config.hits import HIT_PATHS, HitApplication  # noqa: E402  (needs Django set up)
 
 hit_application = HitApplication()
 
 
 def application(environ: dict, start_response):  # noqa: ANN201
+    # Before Django builds the request: a charset like rot13 would fail that (config/charset.py).
+    set_aside_refused_charset(environ)
     if environ.get("PATH_INFO") in HIT_PATHS:
         return hit_application(environ, start_response)
     return full_application(environ, start_response)

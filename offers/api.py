@@ -3,14 +3,16 @@
 import copy
 from typing import Any
 
+import django_filters
+from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Model
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -32,7 +34,7 @@ from offers.services import (
     event_update,
     offer_caps_replace,
 )
-from offers.tokens import mask_token
+from offers.tokens import mask_token, may_see_tokens, url_as_seen_by
 
 
 def validate_model(instance: Model, attrs: dict[str, Any]) -> None:
@@ -57,7 +59,33 @@ def api_validation_error(exc: DjangoValidationError) -> ValidationError:
     return ValidationError(detail)
 
 
-class CurrencyField(serializers.CharField):
+def _as_seen(serializer: serializers.Serializer, url: str, token: str) -> str:
+    """A generated URL as the requesting user may see it: analysts get the token masked."""
+    request = serializer.context.get("request")
+    return url_as_seen_by(request.user if request else None, url, token)
+
+
+class StrictCharField(serializers.CharField):
+    """Text, and only text: DRF's CharField turns a JSON number or ``true`` into a string,
+    which lets a client's type mistake through as data."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """DRF's ModelSerializer with text fields that take only JSON strings."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
+
+
+class CurrencyField(StrictCharField):
     """Three ASCII letters, stored upper-case."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -70,7 +98,7 @@ class CurrencyField(serializers.CharField):
         return value.upper()
 
 
-class AdvertiserSerializer(serializers.ModelSerializer):
+class AdvertiserSerializer(ModelSerializer):
     postback_token = serializers.SerializerMethodField(
         help_text="Whole for account managers, masked for analysts."
     )
@@ -102,7 +130,7 @@ class AdvertiserSerializer(serializers.ModelSerializer):
 
     def _reveals_token(self) -> bool:
         request = self.context.get("request")
-        return bool(request and request.user.has_perm("offers.change_advertiser"))
+        return bool(request and may_see_tokens(request.user))
 
     def get_postback_token(self, advertiser: Advertiser) -> str:
         if self._reveals_token():
@@ -124,14 +152,14 @@ class AdvertiserSerializer(serializers.ModelSerializer):
         return advertiser
 
 
-class PublisherSerializer(serializers.ModelSerializer):
+class PublisherSerializer(ModelSerializer):
     class Meta:
         model = Publisher
         fields = ["id", "name", "created_at"]
         read_only_fields = ["id", "created_at"]
 
 
-class CapSerializer(serializers.ModelSerializer):
+class CapSerializer(ModelSerializer):
     """One cap of an offer; ``used`` is its counter for the current period (read only)."""
 
     publisher = serializers.PrimaryKeyRelatedField(
@@ -151,8 +179,13 @@ class CapSerializer(serializers.ModelSerializer):
         return f"{used:.2f}"
 
 
-class OfferSerializer(serializers.ModelSerializer):
+class OfferSerializer(ModelSerializer):
     currency = CurrencyField(required=False, default="USD")
+    # Plain text in the schema, not "format: uri": it carries macros ({transaction_id}) that
+    # no URI grammar allows. The model's URL validation still runs (validate_model).
+    destination_url = StrictCharField(
+        max_length=2000, help_text=Offer._meta.get_field("destination_url").help_text
+    )
     postback_url = serializers.SerializerMethodField()
     tracking_url = serializers.SerializerMethodField()
     caps = CapSerializer(
@@ -215,13 +248,13 @@ class OfferSerializer(serializers.ModelSerializer):
             offer._prefetched_objects_cache.pop("caps", None)
 
     def get_postback_url(self, offer: Offer) -> str:
-        return offer_postback_url(offer)
+        return _as_seen(self, offer_postback_url(offer), offer.advertiser.postback_token)
 
     def get_tracking_url(self, offer: Offer) -> str:
         return tracking_url(offer)
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(ModelSerializer):
     id = serializers.IntegerField(read_only=True, help_text="The event ID, unique platform-wide.")
     postback_url = serializers.SerializerMethodField()
 
@@ -250,7 +283,10 @@ class EventSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.CharField())
     def get_postback_url(self, event: Event) -> str:
-        return event_postback_url(event, offer=self.context.get("offer"))
+        offer = self.context.get("offer") or event.offer
+        return _as_seen(
+            self, event_postback_url(event, offer=offer), offer.advertiser.postback_token
+        )
 
     def create(self, validated_data: dict[str, Any]) -> Event:
         try:
@@ -263,6 +299,27 @@ class EventSerializer(serializers.ModelSerializer):
             return event_update(event=instance, **validated_data)
         except DjangoValidationError as exc:
             raise api_validation_error(exc) from exc
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
+class IdFilter(django_filters.NumberFilter):
+    """A positive whole number (``NumberFilter`` alone would take ``1.5``)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, min_value=1, max_value=2**63 - 1, **kwargs)
+
+
+class OfferFilter(django_filters.FilterSet):
+    """``advertiser`` by ID: an ID that names no advertiser finds no offer (rather than the
+    400 of a model choice), as every other ID filter of the API."""
+
+    advertiser = IdFilter(field_name="advertiser_id", help_text="Advertiser ID.")
+
+    class Meta:
+        model = Offer
+        fields = ["advertiser", "status", "currency"]
 
 
 class DefinitionViewSet(
@@ -304,7 +361,7 @@ class PublisherViewSet(DefinitionViewSet):
 class OfferViewSet(DefinitionViewSet):
     queryset = Offer.objects.select_related("advertiser").prefetch_related("caps").order_by("id")
     serializer_class = OfferSerializer
-    filterset_fields = ["advertiser", "status", "currency"]
+    filterset_class = OfferFilter
 
 
 class EventViewSet(

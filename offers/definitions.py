@@ -187,6 +187,7 @@ class Definitions:
         # apply to it: a network has few, and most offers none.
         self._all_postbacks: tuple[PostbackDefinition, ...] | None = None
         self._postbacks: dict[int, tuple[PostbackDefinition, ...]] = {}
+        self._tokens: frozenset[str] | None = None
         self._advertiser_offers: dict[int, tuple[int, ...]] = {}
         # Built whole in memory (``of``): what is not here does not exist, nothing is loaded.
         self._complete = False
@@ -322,6 +323,21 @@ class Definitions:
     def cached_event_offer(self, event_id: int) -> int | None:
         """The offer of the event with this (platform-wide) event ID."""
         return self._event_offers.get(event_id)
+
+    def tokens(self) -> frozenset[str]:
+        """Every advertiser's current postback token (one query the first time): what the
+        postback log masks wherever it appears (tracking.masking)."""
+        if self._tokens is None:
+            if self._complete:
+                self._tokens = frozenset(offer.postback_token for offer in self._offers.values())
+            else:
+                tokens = Advertiser.objects.values_list("postback_token", flat=True)
+                self._tokens = frozenset(tokens)
+        return self._tokens
+
+    def cached_tokens(self) -> frozenset[str] | None:
+        """The tokens if ``tokens()`` loaded them already (None otherwise)."""
+        return self._tokens
 
     def cached_advertiser_offers(self, advertiser_id: int) -> tuple[int, ...] | None:
         """The IDs of all the advertiser's offers, where ``advertiser_offers`` loaded them."""

@@ -25,3 +25,20 @@ def mask_token(token: str | None) -> str:
     if len(token) <= 8:
         return "•" * len(token)
     return f"{token[:4]}{'•' * 8}"
+
+
+def may_see_tokens(user: object) -> bool:
+    """Whole tokens (and URLs carrying them) are for those who manage advertisers or offers;
+    analysts (view only) get them masked everywhere."""
+    has_perm = getattr(user, "has_perm", None)
+    return bool(
+        has_perm and (has_perm("offers.change_advertiser") or has_perm("offers.change_offer"))
+    )
+
+
+def url_as_seen_by(user: object, url: str, token: str) -> str:
+    """A generated URL carrying ``token``, as ``user`` may see it (masked unless
+    ``may_see_tokens``)."""
+    if may_see_tokens(user):
+        return url
+    return url.replace(token, mask_token(token))

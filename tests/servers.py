@@ -36,16 +36,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(database_url: str, log_path: Path, *, workers: int = 2) -> Iterator[str]:
-    """A real gunicorn with the production config file, on the given database."""
+def gunicorn(
+    database_url: str,
+    log_path: Path,
+    *,
+    workers: int = 2,
+    threads: int = 4,
+    settings: str = "config.settings.test",
+    **environ: str,
+) -> Iterator[str]:
+    """A real gunicorn with the production config file, on the given database (``environ``:
+    more environment variables, e.g. ``GUNICORN_ACCESSLOG="-"``)."""
     port = free_port()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DJANGO_SETTINGS_MODULE": settings,
         "DATABASE_URL": database_url,
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": str(workers),
-        "GUNICORN_THREADS": "4",
+        "GUNICORN_THREADS": str(threads),
+        **environ,
     }
     with open(log_path, "ab") as log:
         server = subprocess.Popen(

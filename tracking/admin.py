@@ -37,6 +37,7 @@ from tracking.models import (
     StatusChange,
 )
 from tracking.reports import ReportFilterSet, period_of
+from tracking.retention import period_pruned
 from tracking.selectors import (
     Period,
     count_by,
@@ -662,6 +663,7 @@ class EventRecordAdmin(MoneyRecordAdmin):
                 days=days_between(first, last),
             )
         )
+        context["retention"] = period_pruned(period.start)
         return TemplateResponse(request, "admin/tracking/reports.html", context)
 
 

@@ -109,6 +109,11 @@ class EventRecordSerializer(ConversionSerializer):
 
 
 class PostbackLogSerializer(serializers.ModelSerializer):
+    type = serializers.ChoiceField(
+        choices=[*PostbackLog.Type.choices, ("", "Unreadable")],
+        read_only=True,
+        help_text='What the postback was, or "" when its parameters could not be read.',
+    )
     params = serializers.DictField(
         child=serializers.CharField(),
         read_only=True,

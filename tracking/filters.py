@@ -13,7 +13,6 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from tracking.models import Conversion, EventRecord, PostbackLog, Reason, RecordStatus
@@ -23,7 +22,7 @@ from tracking.models import Conversion, EventRecord, PostbackLog, Reason, Record
 MAX_ID = 2**63 - 1
 
 
-@extend_schema_field(OpenApiTypes.INT)
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(django_filters.NumberFilter):
     """A positive whole number (the ``NumberFilter`` default would take ``1.5``)."""
 
@@ -58,18 +57,30 @@ class DateOrDateTimeField(forms.Field):
         if timezone.is_naive(parsed):
             parsed = timezone.make_aware(parsed)
         try:
-            parsed.astimezone(UTC)  # what the database adapters do; year 1 or 9999 may overflow
+            # In UTC: what the database adapters do (year 1 or 9999 may overflow), and an
+            # offset such as -18:43 (valid ISO, found by the schema fuzz) is one PostgreSQL
+            # refuses as it stands.
+            return parsed.astimezone(UTC)
         except OverflowError as exc:
             raise forms.ValidationError(self.error_messages["range"], code="range") from exc
-        return parsed
 
 
 def _start_of_day(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
-# A date or a date-time: neither OpenAPI format alone describes it.
-@extend_schema_field(OpenApiTypes.STR)
+# A date or a date-time: neither OpenAPI format alone describes it, both together do.
+# Sent empty, it counts as absent (as for postbacks: macros often expand to nothing).
+DATE_OR_DATE_TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "maxLength": 0},
+    ]
+}
+
+
+@extend_schema_field(DATE_OR_DATE_TIME)
 class SinceFilter(django_filters.Filter):
     """From this moment, or from the start of this day in ``TIME_ZONE``."""
 
@@ -83,7 +94,7 @@ class SinceFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__gte": value})
 
 
-@extend_schema_field(OpenApiTypes.STR)
+@extend_schema_field(DATE_OR_DATE_TIME)
 class UntilFilter(django_filters.Filter):
     """Up to this moment, or to the end of this day in ``TIME_ZONE`` (inclusive)."""
 

@@ -310,6 +310,7 @@ class Reason(models.TextChoices):
     AMBIGUOUS_RECORD = "ambiguous_record", "Ambiguous record"
     INVALID_TRANSITION = "invalid_transition", "Invalid status transition"
     UNAVAILABLE = "unavailable", "Unavailable"
+    REQUEST_TOO_LARGE = "request_too_large", "Request too large"
 
 
 LOG_LINK = {
@@ -322,7 +323,13 @@ LOG_LINK = {
 
 
 class PostbackLog(models.Model):
-    """One row for every postback request received, accepted or not."""
+    """One row for every postback request received, accepted or not.
+
+    On PostgreSQL the table is partitioned by UTC month of ``created_at``
+    (tracking/partitions.py, migration 0007): its primary key there is ``(id, created_at)``,
+    while the ORM keeps ``id`` (unique all the same: one identity sequence gives them), and
+    retention drops whole months (tracking/retention.py).
+    """
 
     Reason = Reason
 
@@ -723,7 +730,11 @@ class KeptPostback(models.Model):
     so it is decided once)."""
 
     id = models.BigAutoField(primary_key=True)
-    log = models.OneToOneField(PostbackLog, on_delete=models.CASCADE, related_name="kept")
+    # No database constraint: the log is partitioned on PostgreSQL (migration 0007), and a
+    # key on its id alone cannot reference it; deleting through the ORM still cascades.
+    log = models.OneToOneField(
+        PostbackLog, on_delete=models.CASCADE, related_name="kept", db_constraint=False
+    )
     click = models.ForeignKey(Click, on_delete=models.CASCADE, db_index=False)
     # The event as resolved on arrival; judged by its definition when the conversion comes.
     # Deleting the event closes it (unknown_event), so no database link.
@@ -746,3 +757,30 @@ class KeptPostback(models.Model):
 
     def __str__(self) -> str:
         return f"Kept postback #{self.pk}"
+
+
+class PruneKind(models.TextChoices):
+    POSTBACK_LOG = "postback_log", "Postback log"
+    CLICKS = "clicks", "Unconverted clicks"
+
+
+class PruneMark(models.Model):
+    """What retention has removed (tracking/retention.py): of each kind, the rows created
+    before ``before``. Reports over such a period say so; their totals come from the
+    records, which are never pruned."""
+
+    Kind = PruneKind
+
+    kind = models.CharField(max_length=20, choices=PruneKind.choices, primary_key=True)
+    before = models.DateTimeField()
+    pruned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=PruneKind.values), name="prunemark_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} pruned before {self.before:%Y-%m-%d %H:%M}"

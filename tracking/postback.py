@@ -50,6 +50,7 @@ from tracking.deliveries import (
     delivery_rows,
     winning_postbacks,
 )
+from tracking.masking import TokenMask, token_mask
 from tracking.models import (
     Click,
     Conversion,
@@ -372,16 +373,19 @@ def postback_unreadable(
     message: str,
     params: Mapping[str, str],
     kind: RecordKind | None = None,
+    reason: Reason = Reason.INVALID_PARAMETER,
 ) -> PostbackOutcome:
     """Log and answer a request whose parameters could not be read at all.
 
     For requests Django refuses to parse (too many fields, a body over the upload limit, a
     broken multipart body): they are still postback requests, so they get their log row and
-    a ``400 invalid_parameter``. ``params`` holds whatever could be read (often nothing);
-    ``kind`` is ``RecordKind.STATUS`` for the status postback (its log rows say so).
+    a ``400 invalid_parameter`` (``413 request_too_large`` for a body over the limit).
+    ``params`` holds whatever could be read (often nothing); ``kind`` is
+    ``RecordKind.STATUS`` for the status postback (its log rows say so).
     """
     request = _request(params, method, ip, user_agent)
-    return _answer(request, rules.unreadable(message, kind), click=None, dry_run=False)
+    decision = rules.unreadable(message, kind, reason)
+    return _answer(request, decision, click=None, dry_run=False)
 
 
 def _request(
@@ -535,15 +539,18 @@ def _log_values(
     the request resolved to (the click once check 4 passed)."""
     params = request.params
     linked = click if decision.offer_id is not None else None
+    # Tokens by value, wherever they were sent (tracking/masking.py); a request that resolved
+    # no advertiser may have read nothing, so it reads the current tokens.
+    mask = token_mask(fresh=decision.advertiser_id is None)
     return {
         "created_at": created_at,
         "method": printable(request.method)[:10],
-        "params": loggable_params(params),
+        "params": loggable_params(params, mask),
         "secure_masked": printable(mask_token(params.get("secure", "")))[:32],
         "ip": request.ip or None,
-        "user_agent": printable(request.user_agent)[:512],
+        "user_agent": printable(mask(request.user_agent))[:512],
         "type": decision.kind.value if decision.kind else "",
-        "transaction_id": printable(params.get("transaction_id", ""))[:255],
+        "transaction_id": printable(mask(params.get("transaction_id", "")))[:255],
         "advertiser_id": decision.advertiser_id,
         "offer_id": decision.offer_id,
         "event_id": decision.event.id if decision.event is not None else None,
@@ -560,7 +567,7 @@ def _log_outcome(decision: Decision, record_id: int | None = None) -> dict:
     return {
         "reason": decision.reason.value,
         "status_code": decision.status_code,
-        "message": decision.message[:500],
+        "message": token_mask()(decision.message)[:500],
         "conversion_id": record_id if decision.kind is RecordKind.CONVERSION else None,
         "event_record_id": record_id if decision.kind is RecordKind.EVENT else None,
     }
@@ -676,7 +683,7 @@ def _write(
         "mode": decision.duplicate_mode.value,
         "otherwise_reason": otherwise.reason.value,
         "otherwise_status": otherwise.status_code,
-        "otherwise_message": otherwise.message[:500],
+        "otherwise_message": token_mask()(otherwise.message)[:500],
         "conversion_status": click.conversion_status,
     }
     if fired:
@@ -1070,16 +1077,18 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def loggable_params(params: Mapping[str, str]) -> dict[str, str]:
-    """What the log keeps of the parameters: ``secure`` masked, the rest escaped and cut.
+def loggable_params(params: Mapping[str, str], mask: TokenMask | None = None) -> dict[str, str]:
+    """What the log keeps of the parameters: ``secure`` masked, every advertiser's token
+    masked wherever it appears (``mask``, tracking.masking), the rest escaped and cut.
 
     The whole token is never stored: only ``mask_token``'s first characters.
     """
+    mask = mask if mask is not None else token_mask()
     secure = params.get("secure", "")
     kept: dict[str, str] = {}
     for name, value in list(params.items())[:LOG_PARAMETER_LIMIT]:
         # Also where a misconfigured URL repeats the token under another name.
         if name == "secure" or (secure and value == secure):
             value = mask_token(value)
-        kept[printable(name)[:LOG_NAME_LIMIT]] = printable(value)[:LOG_VALUE_LIMIT]
+        kept[printable(mask(name))[:LOG_NAME_LIMIT]] = printable(mask(value))[:LOG_VALUE_LIMIT]
     return kept

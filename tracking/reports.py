@@ -20,6 +20,7 @@ from rest_framework.response import Response
 
 from tracking.filters import IdFilter, SinceFilter, StatusFilter, UntilFilter
 from tracking.models import EventRecord
+from tracking.retention import period_pruned
 from tracking.selectors import COUNTED_STATUSES, GROUP_KEYS, Period, report
 
 
@@ -134,8 +135,25 @@ class ReportRowSerializer(serializers.Serializer):
                 self.fields.pop(key)
 
 
+class RetentionSerializer(serializers.Serializer):
+    """What retention removed (tracking/retention.py). The report's rows are complete
+    either way: they come from the records and the hourly totals, never pruned."""
+
+    raw_rows_pruned = serializers.BooleanField(
+        help_text="Whether the period reaches before what retention removed: its postback "
+        "log rows and unconverted clicks (some or all) are gone."
+    )
+    postback_log_pruned_before = serializers.DateTimeField(
+        allow_null=True, help_text="Postback log rows created before this were removed."
+    )
+    clicks_pruned_before = serializers.DateTimeField(
+        allow_null=True, help_text="Clicks that never converted, made before this, were removed."
+    )
+
+
 class ReportSerializer(serializers.Serializer):
     results = ReportRowSerializer(many=True)
+    retention = RetentionSerializer()
 
 
 class ReportView(GenericAPIView):
@@ -161,4 +179,5 @@ class ReportView(GenericAPIView):
             statuses=filterset.statuses(),
         )
         serializer = ReportRowSerializer(rows, many=True, group_by=group_by)
-        return Response({"results": serializer.data})
+        retention = RetentionSerializer(period_pruned(filterset.period().start))
+        return Response({"results": serializer.data, "retention": retention.data})

@@ -78,6 +78,7 @@ STATUS = {
     Reason.CLICK_EXPIRED: 422,
     Reason.WAITING_FOR_CONVERSION: 202,
     Reason.UNAVAILABLE: 503,
+    Reason.REQUEST_TOO_LARGE: 413,
     # Record status (docs/postbacks.md "Record status"; the status postback's own answers are
     # decided in tracking/status.py).
     Reason.CONVERSION_REJECTED: 422,
@@ -378,10 +379,13 @@ def _invalid(name: str, problem: str) -> Refused:
     return Refused(Reason.INVALID_PARAMETER, f"Invalid parameter {name}: {problem}.")
 
 
-def unreadable(message: str, kind: RecordKind | None = None) -> Decision:
-    """A request whose parameters could not be read at all (check 2, before any parameter);
-    ``kind`` where the endpoint tells it (the status postback's)."""
-    return Decision(Reason.INVALID_PARAMETER, message, kind)
+def unreadable(
+    message: str, kind: RecordKind | None = None, reason: Reason = Reason.INVALID_PARAMETER
+) -> Decision:
+    """A request whose parameters could not be read at all (check 2, before any parameter),
+    or whose body is over the limit (``request_too_large``, before check 1); ``kind`` where
+    the endpoint tells it (the status postback's)."""
+    return Decision(reason, message, kind)
 
 
 # --- Checks 3 to 12: the click, the offer, the event, the money ---------------------------

@@ -10,11 +10,19 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
-from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
-from tracking.http import client_ip, header, hit_never_cache, query_params
+from tracking.http import (
+    BodyRefused,
+    check_declared_size,
+    client_ip,
+    decodes_own_request,
+    form_params,
+    header,
+    hit_never_cache,
+    query_params,
+)
 from tracking.models import Reason
 from tracking.postback import postback_process, postback_unreadable
 from tracking.rules import RecordKind
@@ -41,6 +49,7 @@ def _plain_404(message: str) -> HttpResponse:
     return HttpResponseNotFound(message + "\n", content_type="text/plain; charset=utf-8")
 
 
+@decodes_own_request
 @csrf_exempt
 @hit_never_cache
 @require_GET
@@ -74,10 +83,12 @@ def click(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(result.redirect_url)
 
 
+@decodes_own_request
 @hit_never_cache
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
-    """``200`` when the application and its database answer, ``503`` otherwise."""
+    """``200`` when the application and its database answer, ``503`` otherwise (``GET`` or
+    ``HEAD``: load balancers probe with either)."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -93,10 +104,17 @@ RETRY_AFTER_SECONDS = 5
 
 def _merged_params(request: HttpRequest) -> dict[str, str]:
     """The query string, then the form body over it (the body wins); a repeated name's last
-    value wins."""
+    value wins. Raises ``BodyRefused`` or ``SuspiciousOperation`` (too many fields).
+
+    The body is read here, not through ``request.POST``: Django refuses form bodies in any
+    charset but UTF-8 (an HTML 400, or a 500 once CSRF reads the body), ignores chunked
+    bodies and has no size limit of its own for a body streamed to a temporary file.
+    """
     params = query_params(request)
     if request.method == "POST":
-        params.update({name: values[-1] for name, values in request.POST.lists()})
+        params.update(form_params(request))
+    else:
+        check_declared_size(request)
     return params
 
 
@@ -110,11 +128,13 @@ def _query_if_readable(request: HttpRequest) -> dict[str, str]:
 
 def _answer_postback(
     request: HttpRequest,
+    read: "dict[str, str] | Exception | None" = None,
     process=postback_process,  # noqa: ANN001
     kind: RecordKind | None = None,
 ) -> JsonResponse:
-    """Parse the request, run the postback service (``process``: /postback's or the status
-    postback's) once, render its outcome as JSON."""
+    """Parse the request (unless ``read`` holds what reading it gave), run the postback
+    service (``process``: /postback's or the status postback's) once, render its outcome as
+    JSON."""
     if request.method not in POSTBACK_METHODS:
         response = JsonResponse(
             {
@@ -130,16 +150,24 @@ def _answer_postback(
     user_agent = header(request, "HTTP_USER_AGENT", 512)
     try:
         try:
-            params = _merged_params(request)
-        except (SuspiciousOperation, MultiPartParserError) as exc:
-            # Too many fields, a body over the upload limit, a broken multipart body:
-            # still a postback request, so it is answered in JSON and logged.
+            if read is None:
+                read = _merged_params(request)
+            if isinstance(read, Exception):
+                raise read
+            params = read
+        except (SuspiciousOperation, BodyRefused) as exc:
+            # Too many fields, a body over the limit, a refused charset, a broken multipart
+            # body: still a postback request, so it is answered in JSON and logged.
+            too_large = isinstance(exc, BodyRefused) and exc.too_large
             outcome = postback_unreadable(
                 method=request.method,
                 ip=ip,
                 user_agent=user_agent,
-                message=f"The request's parameters could not be read: {exc}"[:500],
+                message=str(exc)[:500]
+                if too_large
+                else f"The request's parameters could not be read: {exc}"[:500],
                 params=_query_if_readable(request),
+                reason=Reason.REQUEST_TOO_LARGE if too_large else Reason.INVALID_PARAMETER,
                 kind=kind,
             )
         else:
@@ -163,6 +191,7 @@ def _answer_postback(
 
 # The service owns its transaction (record and log row together, the rejected log row
 # outside a failed insert), so a request-wide transaction must never wrap it.
+@decodes_own_request
 @transaction.non_atomic_requests
 @csrf_exempt
 @hit_never_cache
@@ -172,34 +201,28 @@ def postback(request: HttpRequest) -> HttpResponse:
     return _answer_postback(request)
 
 
+@decodes_own_request
 @transaction.non_atomic_requests
 @csrf_exempt
 @hit_never_cache
 def postback_status(request: HttpRequest) -> HttpResponse:
     """``GET``/``POST /postback/status``: an advertiser approves or rejects what it reported
     (docs/postbacks.md "Approving and rejecting"). The rules live in ``tracking.status``."""
-    return _answer_postback(request, status_postback_process, RecordKind.STATUS)
+    return _answer_postback(request, process=status_postback_process, kind=RecordKind.STATUS)
 
 
-def _carries_postback(request: HttpRequest) -> bool:
-    try:
-        query = query_params(request)
-        if "transaction_id" in query or "secure" in query:
-            return True
-        return request.method == "POST" and any(
-            name in request.POST for name in ("transaction_id", "secure")
-        )
-    except (SuspiciousOperation, MultiPartParserError):
-        # An unreadable request to the root is no visit to the admin: answer it as a postback.
-        return True
-
-
+@decodes_own_request
 @transaction.non_atomic_requests
 @csrf_exempt
 @hit_never_cache
 def root(request: HttpRequest) -> HttpResponse:
     """The site root: a postback when it carries ``transaction_id`` or ``secure`` (the form
     ``https://track.example.com/?secure=…&transaction_id=…``), else the way to the admin."""
-    if _carries_postback(request):
-        return _answer_postback(request)
+    try:
+        read: dict[str, str] | Exception = _merged_params(request)
+    except (SuspiciousOperation, BodyRefused) as exc:
+        # An unreadable request to the root is no visit to the admin: answer it as a postback.
+        return _answer_postback(request, exc)
+    if "transaction_id" in read or "secure" in read:
+        return _answer_postback(request, read)
     return HttpResponseRedirect("/admin/")

@@ -37,6 +37,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before CSRF: its check reads the form body in the declared charset.
+    "config.charset.DeclaredCharsetMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -156,7 +158,30 @@ SPECTACULAR_SETTINGS = {
         "RecordStatusEnum": "tracking.models.RecordStatus",
         "StatusChangeSourceEnum": "tracking.models.StatusChange.Source",
     },
+    # Every operation's error answers (config/schema.py), after the default enum hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.add_error_responses",
+    ],
+    # The API is JSON: request bodies are documented as JSON only (forms are still read,
+    # for the browsable API).
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # Request bodies get their own components, with what writing requires (minLength…).
+    "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Retention (tracking/retention.py, `manage.py prune`). Postback log rows are kept at least
+# this many days, then removed by whole UTC months (a dropped partition on PostgreSQL).
+POSTBACK_LOG_RETENTION_DAYS = env.int("POSTBACK_LOG_RETENTION_DAYS", default=180)
+# Clicks that never converted are kept this many days; conversions and event records and
+# the clicks they reference are never removed. Default: the longest conversion window plus
+# 30 days. Offers have no conversion window yet, so it is the planned default window (90
+# days) + 30; once offers carry `conversion_window_days`, the longest of them + 30 becomes
+# the floor prune applies whatever this says (tracking/retention.py, click_cutoff).
+CONVERSION_WINDOW_DAYS_DEFAULT = 90
+CLICK_RETENTION_DAYS = env.int("CLICK_RETENTION_DAYS", default=CONVERSION_WINDOW_DAYS_DEFAULT + 30)
+# Monthly partitions made ahead of time by `manage.py partitions` (PostgreSQL).
+PARTITION_MONTHS_AHEAD = env.int("PARTITION_MONTHS_AHEAD", default=3)
 
 # Covering indexes (Index.include) are PostgreSQL-only; SQLite builds them without the
 # included columns, which is harmless there.
@@ -168,7 +193,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Tokens never reach a log whole: runserver logs whole request lines with their query.
-    "filters": {"mask_secure": {"()": "config.logging.MaskSecureFilter"}},
+    "filters": {
+        "mask_secure": {"()": "config.logging.MaskSecureFilter"},
+        "one_line_warning": {"()": "config.logging.OneLineWarning"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
@@ -185,5 +213,8 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # runserver's own handler would print request lines unfiltered; send them through ours.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # A Host outside ALLOWED_HOSTS is a client's mistake (or a scanner): one warning line
+        # each, not an error with a ten-line traceback.
+        "django.security.DisallowedHost": {"filters": ["one_line_warning"], "level": "WARNING"},
     },
 }

@@ -142,9 +142,10 @@ def test_forwarded_for_is_ignored_unless_configured(client, settings):
     settings.USE_X_FORWARDED_FOR = True
     client.get("/click", params, **headers)
 
+    # Trusted, the right-most entry: the one the proxy wrote (SPEC "IP allow-list").
     assert list(Click.objects.order_by("id").values_list("ip", flat=True)) == [
         "10.0.0.2",
-        "10.0.0.1",  # the right-most entry: the one the trusted proxy wrote
+        "10.0.0.1",
     ]
 
 

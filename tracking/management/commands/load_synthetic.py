@@ -21,6 +21,7 @@ from offers.models import Event, MoneyType, Offer, Publisher
 from offers.money import earned
 from offers.services import advertiser_create, event_create
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
+from tracking.partitions import ensure_partitions
 
 CHUNK = 50_000
 NULL = "\\N"  # COPY's text format for NULL
@@ -78,6 +79,8 @@ class Command(BaseCommand):
 
         offers, publishers = self._definitions(options["offers"], options["publishers"])
         events = {o.pk: list(o.events.order_by("id")) for o in offers}
+        # The log's rows go to their months' partitions, not the DEFAULT one.
+        ensure_partitions(now=start, months_ahead=(end - start).days // 28 + 1)
         with transaction.atomic():
             self._skip_reference_checks()
             dropped = self._drop_secondary_indexes()
@@ -161,7 +164,10 @@ class Command(BaseCommand):
                 SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
                 FROM pg_index i
                 LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid
-                WHERE i.indrelid::regclass::text = ANY(%s) AND c.oid IS NULL
+                JOIN pg_class t ON t.oid = i.indrelid
+                -- Not a partitioned table's (the postback log's, tracking/partitions.py): its
+                -- partitions carry their own named copies, which a rebuild would not make.
+                WHERE i.indrelid::regclass::text = ANY(%s) AND c.oid IS NULL AND t.relkind = 'r'
                 """,
                 [tables],
             )
