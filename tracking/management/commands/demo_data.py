@@ -265,9 +265,14 @@ class Command(BaseCommand):
                     (Reason.AMOUNT_REQUIRED, 422),
                 ]
             )
+            at = click.created_at + timedelta(minutes=rng.randint(1, 900))
+            if at > now:
+                # Never in the future: it would sit above what a newcomer sends in the
+                # newest-first log.
+                continue
             logs.append(
                 PostbackLog(
-                    created_at=click.created_at + timedelta(minutes=rng.randint(1, 900)),
+                    created_at=at,
                     method="GET",
                     params={"transaction_id": click.transaction_id, "secure": "demo••••••••"},
                     secure_masked="demo••••••••",
