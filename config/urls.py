@@ -8,10 +8,6 @@ from tracking import admin_views
 from tracking import api as tracking_api
 from tracking.reports import ReportView
 
-admin.site.site_header = "Clicktrail"
-admin.site.site_title = "Clicktrail"
-admin.site.index_title = "Tracking administration"
-
 router = DefaultRouter()
 router.register("advertisers", offers_api.AdvertiserViewSet, basename="advertiser")
 router.register("publishers", offers_api.PublisherViewSet, basename="publisher")
