@@ -306,6 +306,12 @@ class Command(BaseCommand):
         event_record = record.get("event_record")
         if event_record is not None:
             params["event_id"] = str(event_record.event_id)
+        # What the advertiser sent besides, as the endpoint logs it.
+        sent = event_record or record.get("conversion")
+        if sent.amount is not None:
+            params["amount"] = str(sent.amount)
+        if sent.adv_sub:
+            params["adv_sub"] = sent.adv_sub
         return PostbackLog(
             created_at=at,
             method="GET",
