@@ -648,13 +648,14 @@ def _report_context(
             continue
         outcomes.setdefault(item["reason"], [0] * len(days))[i] += item["count"]
         reason_totals[item["reason"]] = reason_totals.get(item["reason"], 0) + item["count"]
-    labels = dict(Reason.choices)
+    labels = REASON_LABELS
     chart = {
         "days": [day.isoformat() for day in days],
         "conversions": conversions,
         "events": events,
         "money": money,
         "outcomes": outcomes,
+        "outcome_labels": {reason: labels.get(reason, reason) for reason in outcomes},
     }
     all_postbacks = sum(reason_totals.values())
     return {
@@ -681,6 +682,12 @@ def _report_context(
             for reason, count in sorted(reason_totals.items(), key=lambda kv: -kv[1])
         ],
         "all_postbacks": all_postbacks,
+        "accepted_postbacks": reason_totals.get(Reason.ACCEPTED, 0),
+        "accepted_share": (
+            f"{100 * reason_totals.get(Reason.ACCEPTED, 0) / all_postbacks:.1f}"
+            if all_postbacks
+            else ""
+        ),
     }
 
 
