@@ -16,7 +16,6 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.utils.text import capfirst
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
@@ -24,6 +23,7 @@ from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
 from offers.models import Offer
 from tracking.csv_export import csv_response
@@ -764,7 +764,7 @@ class PostbackLogAdmin(RecordAdmin):
             return "-"
         rows = format_html_join(
             "",
-            "<tr><th scope=\"row\"><code>{}</code></th><td><code>{}</code></td></tr>",
+            '<tr><th scope="row"><code>{}</code></th><td><code>{}</code></td></tr>',
             ((name, value) for name, value in log.params.items()),
         )
         return format_html(

@@ -71,7 +71,10 @@ def test_account_manager_cannot_write_recorded_conversions_or_event_records(mana
         assert manager_admin.get(f"/admin/tracking/{model}/add/").status_code == 403, model
 
 
-def log_in_through_the_form(client, username: str, password: str = "correct-horse-battery"):  # noqa: ANN001, ANN201
+PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
+
+
+def log_in_through_the_form(client, username: str, password: str = PASSWORD):  # noqa: ANN001, ANN201
     return client.post(
         "/admin/login/?next=/admin/", {"username": username, "password": password}, follow=True
     )

@@ -348,7 +348,7 @@ def test_a_postback_log_row_reads_in_words_with_its_parameters_in_a_table(admin_
     assert "Token (masked)" in html and "Secure masked" not in html
     assert 'title="invalid_secure">Invalid secure token</span>' in html
     assert '<table class="ct-params">' in html
-    assert "<tr><th scope=\"row\"><code>amount</code></th><td><code>5</code></td></tr>" in html
+    assert '<tr><th scope="row"><code>amount</code></th><td><code>5</code></td></tr>' in html
     assert '{"transaction_id"' not in html
 
 

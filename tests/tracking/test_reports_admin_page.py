@@ -172,7 +172,10 @@ def test_headline_totals_per_currency_sit_above_the_charts(analyst_browser):
         created_at=local_noon(today), revenue=Decimal("1234.50"), payout=Decimal("234.50")
     )
     ConversionFactory(
-        created_at=local_noon(today), currency="EUR", revenue=Decimal("3.00"), payout=Decimal("4.00")
+        created_at=local_noon(today),
+        currency="EUR",
+        revenue=Decimal("3.00"),
+        payout=Decimal("4.00"),
     )
     PostbackLogFactory(
         reason=Reason.ACCEPTED, status_code=200, conversion=usd, created_at=local_noon(today)
