@@ -564,10 +564,6 @@ class EventRecordAdmin(MoneyRecordAdmin):
             raise PermissionDenied
         today = timezone.localdate()
         data = request.GET.copy()
-        if not data.get("since"):
-            data["since"] = (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
-        if not data.get("until"):
-            data["until"] = today.isoformat()
         data.pop("group_by", None)
         filterset = ReportFilterSet(data, queryset=EventRecord.objects.all())
         context = {
@@ -582,6 +578,10 @@ class EventRecordAdmin(MoneyRecordAdmin):
         if not filterset.is_valid():
             context["errors"] = filterset.errors
         else:
+            # The API's defaults (the last 30 days), shown in the form.
+            for name, bound in zip(("since", "until"), filterset.bounds(), strict=True):
+                if not data.get(name):
+                    data[name] = bound.isoformat()
             period = filterset.period()
             first, last = _report_days(period) if period.start and period.end else (today, None)
             if last is None or not 0 <= (last - first).days < REPORT_MAX_DAYS:
