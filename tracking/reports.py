@@ -10,9 +10,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -26,8 +26,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tracking.filters import IdFilter, SinceFilter, UntilFilter
 from offers.models import Event, Offer, Publisher
+from tracking.filters import IdFilter, SinceFilter, UntilFilter
 from tracking.models import EventRecord
 from tracking.selectors import GROUP_KEYS, Period, report
 
