@@ -141,3 +141,13 @@ def test_reports_are_not_offered_to_who_cannot_view_records(client):
     client.force_login(user)
 
     assert "/admin/tracking/eventrecord/reports/" not in client.get("/admin/").content.decode()
+
+
+def test_on_the_reports_page_only_reports_is_current_in_the_sidebar(analyst_admin):
+    page = analyst_admin.get("/admin/tracking/eventrecord/reports/").content.decode()
+
+    sidebar = page.split('id="nav-sidebar"')[1].split("</nav>")[0]
+    assert sidebar.count("current-model") == 1
+    assert 'class="model-reports current-model"' in sidebar
+    lists = analyst_admin.get("/admin/tracking/eventrecord/").content.decode()
+    assert 'class="model-eventrecord current-model"' in lists
