@@ -249,3 +249,23 @@ def test_the_tracking_tab_copies_nothing_before_a_publisher_is_chosen(wide_page,
 
     expect(copy).to_be_enabled()
     expect(page.locator("[data-tracking-url]")).to_contain_text(f"aff_id={publisher.pk}")
+
+
+def test_the_test_postback_tab_shows_no_empty_url_to_copy_after_an_error(wide_page):
+    offer = OfferFactory()
+    page = wide_page(account_manager())
+    page.goto(f"/admin/offers/offer/{offer.pk}/change/#test-postback")
+
+    page.get_by_role("button", name="Check (dry run)").click()
+
+    expect(page.locator("[data-test-verdict]")).to_contain_text("Make a test click")
+    expect(page.locator("[data-test-url-row]")).to_be_hidden()
+    expect(page.locator("[data-test-result] .ct-copy")).to_be_hidden()
+    # Room for a whole transaction_id (up to 64 characters).
+    page.get_by_role("button", name="Make a test click").click()
+    field = page.locator("#ct-test-transaction")
+    expect(field).not_to_have_value("")
+    width = field.evaluate("e => e.scrollWidth <= e.clientWidth")
+    assert width, "the transaction_id does not fit its field"
+    page.get_by_role("button", name="Check (dry run)").click()
+    expect(page.locator("[data-test-url-row]")).to_be_visible()
