@@ -151,3 +151,12 @@ def test_on_the_reports_page_only_reports_is_current_in_the_sidebar(analyst_admi
     assert 'class="model-reports current-model"' in sidebar
     lists = analyst_admin.get("/admin/tracking/eventrecord/").content.decode()
     assert 'class="model-eventrecord current-model"' in lists
+
+
+def test_the_user_page_says_a_role_group_is_enough(superuser_admin):
+    user = UserFactory(is_staff=False)
+
+    page = superuser_admin.get(f"/admin/auth/user/{user.pk}/change/").content.decode()
+
+    assert "data-role-note" in page
+    assert "<em>Staff status</em> is not needed" in page
