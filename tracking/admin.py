@@ -257,11 +257,13 @@ class RecordAdmin(admin.ModelAdmin):
         """The offer, and under it the event (one column: the list's width is for money)."""
         if record.event_id is None:
             return named(record.offer)
+        # The log keeps the ID of an event deleted since (its link has no constraint).
+        event = record.event
         return format_html(
             '{}<br><span class="ct-event" title="event ID {}">{}</span>',
             named(record.offer),
             record.event_id,
-            record.event.name,
+            event.name if event is not None else f"event {record.event_id} (deleted)",
         )
 
     def reports_url(self, changelist: Any) -> str:

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from offers.models import Event
 from tests.factories import (
     ClickFactory,
     ConversionFactory,
@@ -379,3 +380,14 @@ def test_the_reports_link_of_an_unfiltered_list_opens_the_default_period(admin_c
     html = changelist(admin_client, "conversion")
 
     assert 'href="/admin/tracking/eventrecord/reports/"' in html
+
+
+def test_a_log_row_of_a_deleted_event_still_lists(admin_client):
+    event = EventFactory()
+    log = PostbackLogFactory(offer=event.offer, event=event)
+    Event.objects.filter(pk=event.pk).delete()
+
+    html = changelist(admin_client, "postbacklog")
+
+    assert f"event {event.pk} (deleted)" in html
+    assert log.pk in listed_ids(html)
