@@ -1,11 +1,14 @@
 """``make bench``: the tracking path under load, in the production configuration.
 
-Starts gunicorn with ``config/gunicorn.py`` and production settings (``DEBUG=False``) on a
-PostgreSQL database holding at least ``--clicks`` clicks (1M by default, loaded once with
-COPY and reused), drives it with ``wrk`` (installed from Debian's packages when missing) at
-``/healthz``, ``/click``, accepted event postbacks, accepted conversions and rejected
-postbacks, and prints req/s, p50 and p99 of each, with its ratio to ``/healthz`` measured in
-the same run. After each postback run it checks the database: exactly as many records as
+Starts gunicorn with ``config/gunicorn.py`` (or, with ``--plain-gunicorn``, as people often
+start it: ``gunicorn config.wsgi -w 4``, no config file) and production settings
+(``DEBUG=False``) on a PostgreSQL database holding at least ``--clicks`` clicks (1M by
+default, loaded once with COPY and reused), drives it with ``wrk`` (installed from Debian's
+packages when missing) at ``/healthz``, ``/click``, accepted postbacks in each URL form
+(docs/postbacks.md "The URLs": the generated event URL, ``event_id`` only, the global URL
+with ``event_name`` only, the offer URL's conversion, the global URL's conversion) and
+rejected postbacks, and prints req/s, p50 and p99 of each, with its ratio to ``/healthz``
+measured in the same run. After each postback run it checks the database: exactly as many records as
 ``200`` answers. Results go to ``bench/results/`` and, with ``--write-docs``, into
 docs/benchmarks.md between its ``postbacks`` markers.
 """
@@ -38,6 +41,16 @@ CONVERTED = 100_000
 # PostgreSQL's Unix socket where Debian puts it (libpq's default directory here).
 SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
 MARK_START, MARK_END = "<!-- postbacks:start -->", "<!-- postbacks:end -->"
+#: The accepted postbacks measured, one run each: every URL form (docs/postbacks.md).
+EVENT_FORMS = {
+    "event": "accepted event, generated event URL (offer_id, event_id, event_name; CPS)",
+    "event-id": "accepted event, event_id only (CPS)",
+    "event-name": "accepted event, global URL with event_name only (CPS)",
+}
+CONVERSION_FORMS = {
+    "conversion": "accepted conversion, offer URL (offer_id)",
+    "conversion-global": "accepted conversion, global URL",
+}
 
 
 @dataclass
@@ -84,6 +97,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=None, help="gunicorn threads")
+    parser.add_argument(
+        "--plain-gunicorn",
+        action="store_true",
+        help="serve with plain `gunicorn config.wsgi -w 4` (--workers to change 4): no "
+        "config file, gunicorn's own defaults",
+    )
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     return parser.parse_args()
@@ -163,6 +182,23 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
         payout_type="CPS",
         payout_value=Decimal("5"),
     )
+    # A second offer of the advertiser with an event of the same name: a postback on the
+    # global URL with only event_name then names an event of two offers, and the click's
+    # offer decides (docs/postbacks.md, "For developers").
+    other, _ = Offer.objects.get_or_create(
+        name="Bench offer 2",
+        advertiser=advertiser,
+        defaults={"destination_url": "https://shop.example.com/", "payout_value": Decimal("1")},
+    )
+    if not Event.objects.filter(offer=other, name="purchase").exists():
+        event_create(
+            offer=other,
+            name="purchase",
+            revenue_type="CPA",
+            revenue_value=Decimal("1"),
+            payout_type="CPA",
+            payout_value=Decimal("0.50"),
+        )
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM tracking_click")
         have = cursor.fetchone()[0]
@@ -300,11 +336,12 @@ def scenarios(
     token = defs["advertiser"].postback_token
     offer, publisher, purchase = defs["offer"], defs["publisher"], defs["purchase"]
     total = size * rounds
+    # Postbacks are used up: each form of a kind gets its own share of the clicks.
     fresh = pool(
         """SELECT c.transaction_id FROM tracking_click c
            WHERE NOT EXISTS (SELECT 1 FROM tracking_conversion v WHERE v.click_id = c.id)
            LIMIT %s""",
-        total,
+        total * len(CONVERSION_FORMS),
     )
     converted_without_event = pool(
         f"""SELECT c.transaction_id FROM tracking_click c
@@ -312,7 +349,7 @@ def scenarios(
             WHERE NOT EXISTS (SELECT 1 FROM tracking_eventrecord r
                               WHERE r.click_id = c.id AND r.event_id = {purchase.pk})
             LIMIT %s""",
-        total,
+        total * len(EVENT_FORMS),
     )
     converted = pool(
         "SELECT c.transaction_id FROM tracking_click c "
@@ -320,7 +357,13 @@ def scenarios(
         total,
     )
     base = f"/postback?secure={token}&transaction_id="
-    return [
+    event_forms = {
+        "event": f"&offer_id={offer.pk}&event_id={purchase.pk}&event_name=purchase",
+        "event-id": f"&event_id={purchase.pk}",
+        "event-name": "&event_name=purchase",
+    }
+    conversion_forms = {"conversion": f"&offer_id={offer.pk}", "conversion-global": ""}
+    runs = [
         (
             "healthz",
             "GET /healthz (health check + SELECT 1)",
@@ -335,25 +378,17 @@ def scenarios(
             ),
             "clicks",
         ),
-        (
-            "event",
-            "accepted event postback (CPS, record + log row)",
-            write_paths(
-                "event",
-                [
-                    f"{base}{t}&event_id={purchase.pk}&amount=19.99&adv_sub=o{n}"
-                    for n, t in enumerate(converted_without_event)
-                ],
-                rounds,
-            ),
-            "eventrecords",
-        ),
-        (
-            "conversion",
-            "accepted conversion postback (record + log row)",
-            write_paths("conversion", [f"{base}{t}&offer_id={offer.pk}" for t in fresh], rounds),
-            "conversions",
-        ),
+    ]
+    for n, (name, description) in enumerate(EVENT_FORMS.items()):
+        share = converted_without_event[n :: len(EVENT_FORMS)]
+        paths = [
+            f"{base}{t}{event_forms[name]}&amount=19.99&adv_sub=o{k}" for k, t in enumerate(share)
+        ]
+        runs.append((name, description, write_paths(name, paths, rounds), "eventrecords"))
+    for n, (name, description) in enumerate(CONVERSION_FORMS.items()):
+        paths = [f"{base}{t}{conversion_forms[name]}" for t in fresh[n :: len(CONVERSION_FORMS)]]
+        runs.append((name, description, write_paths(name, paths, rounds), "conversions"))
+    runs += [
         (
             "duplicate",
             "rejected: duplicate conversion (409)",
@@ -371,6 +406,7 @@ def scenarios(
             "",
         ),
     ]
+    return runs
 
 
 def count(table: str) -> int:
@@ -381,23 +417,27 @@ def count(table: str) -> int:
         return cursor.fetchone()[0]
 
 
-def start_server(env: dict[str, str], port: int, workers: int | None, threads: int | None):
+def server_command(args: argparse.Namespace) -> list[str]:
+    """gunicorn with the project's config, or plain (``--plain-gunicorn``)."""
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{args.port}"]
+    if args.plain_gunicorn:
+        command += ["-w", str(args.workers or 4)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+    else:
+        command += ["-c", "config/gunicorn.py"]
+    return [*command, "config.wsgi"]
+
+
+def start_server(env: dict[str, str], args: argparse.Namespace):
     server_env = {**os.environ, **env}
-    if workers:
-        server_env["GUNICORN_WORKERS"] = str(workers)
-    if threads:
-        server_env["GUNICORN_THREADS"] = str(threads)
+    if args.workers:
+        server_env["GUNICORN_WORKERS"] = str(args.workers)
+    if args.threads:
+        server_env["GUNICORN_THREADS"] = str(args.threads)
+    port = args.port
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "config/gunicorn.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "config.wsgi",
-        ],
+        server_command(args),
         cwd=ROOT,
         env=server_env,
         stdout=subprocess.DEVNULL,
@@ -515,7 +555,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = setup_django(args.database, args.db_over)
     size = max(20_000, args.duration * 2_500)  # paths per run, more than any run uses
-    defs = prepare(args.clicks, converted=max(CONVERTED, size * args.rounds))
+    # Converted clicks for every event form, but never more than half the clicks: the
+    # conversion forms need unconverted ones.
+    needed = max(CONVERTED, size * args.rounds * len(EVENT_FORMS))
+    defs = prepare(args.clicks, converted=min(needed, args.clicks // 2))
     runs = scenarios(defs, size=size, rounds=args.rounds)
     if args.only:
         wanted = set(args.only.split(","))
@@ -525,7 +568,7 @@ def main() -> None:
     flush_before = flush_latency(flush_at)
     print(f"disk flush (8 kB write + fdatasync {flush_where}): {flush_before}", flush=True)
     started = time.gmtime()
-    server = start_server(env, args.port, args.workers, args.threads)
+    server = start_server(env, args)
     measured: dict[str, list[dict]] = {name: [] for name, *_ in runs}
     try:
         # Warm every worker's connection and caches before measuring.
@@ -580,11 +623,15 @@ def main() -> None:
                 ],
             )
         )
-    workers = os.environ.get("GUNICORN_WORKERS") or args.workers
-    threads = os.environ.get("GUNICORN_THREADS") or args.threads
-    server_model = f"gunicorn {workers or 'default'} workers" + (
-        f" × {threads} threads" if threads and int(threads) > 1 else " (config/gunicorn.py)"
-    )
+    if args.plain_gunicorn:
+        threads = f" --threads {args.threads}" if args.threads else ""
+        server_model = f"plain `gunicorn config.wsgi -w {args.workers or 4}{threads}` (no config)"
+    else:
+        workers = os.environ.get("GUNICORN_WORKERS") or args.workers
+        threads = os.environ.get("GUNICORN_THREADS") or args.threads
+        server_model = f"gunicorn {workers or 'default'} workers" + (
+            f" × {threads} threads" if threads and int(threads) > 1 else " (config/gunicorn.py)"
+        )
     header = (
         f"`make bench` on {os.cpu_count()} cores, {count('tracking_click'):,} clicks, "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s × "

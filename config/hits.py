@@ -1,22 +1,26 @@
-"""A lean WSGI handler for the tracking endpoints (see config/wsgi.py)."""
+"""A lean WSGI application for the tracking endpoints (see config/wsgi.py).
 
-import functools
-from collections.abc import Callable
+Built from Django's public pieces only: ``WSGIRequest``, the request signals (so database
+connections are looked after exactly as by Django's handler), the middleware classes by
+``import_string``, each wrapped in ``convert_exception_to_response`` as Django wraps its own
+chain. What it skips is what a hit never needs: resolving the path against every pattern of
+the site (the view is found by its exact path), the full middleware list, view middleware
+(none here) and a request transaction (the hit views are ``non_atomic_requests`` or
+read-only).
+"""
+
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler
+from django.core import signals
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIRequest, get_script_name
 from django.http import HttpRequest, HttpResponse
+from django.urls import set_script_prefix, set_urlconf
+from django.utils.log import log_response
+from django.utils.module_loading import import_string
 
-#: Each path served by ``HitWSGIHandler`` and the view (in ``tracking.views``) that answers
-#: it: the same views ``tracking.urls`` routes to. The site root also takes postbacks, but
-#: it is shared with people opening the site, so it keeps the full stack.
-HIT_VIEW_NAMES = {
-    "/postback": "postback",
-    "/postback/": "postback",
-    "/click": "click",
-    "/healthz": "healthz",
-}
-HIT_PATHS = frozenset(HIT_VIEW_NAMES)
+View = Callable[[HttpRequest], HttpResponse]
 
 #: What a hit needs: security headers (and HTTPS redirects where configured) and the
 #: ALLOWED_HOSTS check. No sessions, authentication, CSRF (the views are csrf_exempt),
@@ -29,10 +33,25 @@ HIT_MIDDLEWARE = [
 ]
 
 
+def hit_views() -> dict[str, View]:
+    """Each hit path and its view: the patterns of ``tracking/urls.py`` (the one list of
+    them), but the site root, which is shared with people opening the site and keeps the
+    full stack."""
+    from tracking.urls import urlpatterns
+
+    return {
+        f"/{pattern.pattern}": pattern.callback for pattern in urlpatterns if str(pattern.pattern)
+    }
+
+
+#: The paths ``HitApplication`` answers.
+HIT_PATHS = frozenset(hit_views())
+
+
 class AllowedHostsMiddleware:
     """Refuse a Host outside ALLOWED_HOSTS with ``400``, as the full stack does."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: View) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -40,33 +59,41 @@ class AllowedHostsMiddleware:
         return self.get_response(request)
 
 
-class HitWSGIHandler(WSGIHandler):
-    """Django's WSGI handler with ``HIT_MIDDLEWARE`` instead of ``settings.MIDDLEWARE``, and
-    the view found by its exact path.
+class HitApplication:
+    """A WSGI application for ``HIT_PATHS``: ``HIT_MIDDLEWARE`` around the view of the exact
+    path, and around that what Django's WSGI handler does for every request."""
 
-    Everything else is Django's: the request and response objects, the signals around each
-    request (connection upkeep), the middleware chain and its conversion of exceptions into
-    answers. What is skipped is what a hit never needs: resolving the path against every
-    pattern of the site (``config.urls``), view middleware (none here) and wrapping the view
-    in a request transaction (the hit views are ``non_atomic_requests`` or read-only).
-    """
+    def __init__(self) -> None:
+        self.views = hit_views()
+        chain: View = convert_exception_to_response(self.dispatch)
+        for path in reversed(HIT_MIDDLEWARE):
+            chain = convert_exception_to_response(import_string(path)(chain))
+        self.chain = chain
 
-    def _get_response(self, request: HttpRequest) -> HttpResponse:
-        # Only HIT_PATHS reach this handler (config/wsgi.py).
-        return hit_views()[request.path_info](request)
+    def dispatch(self, request: HttpRequest) -> HttpResponse:
+        # Only HIT_PATHS reach this application (config/wsgi.py).
+        return self.views[request.path_info](request)
 
-    def load_middleware(self, is_async: bool = False) -> None:
-        configured = settings.MIDDLEWARE
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        set_script_prefix(get_script_name(environ))
+        # Django's connection upkeep (CONN_MAX_AGE, health checks) listens to these two;
+        # request_finished is sent when the server closes the response.
+        signals.request_started.send(sender=self.__class__, environ=environ)
+        set_urlconf(settings.ROOT_URLCONF)
+        request = WSGIRequest(environ)
         try:
-            settings.MIDDLEWARE = HIT_MIDDLEWARE
-            super().load_middleware(is_async)
+            response = self.chain(request)
         finally:
-            settings.MIDDLEWARE = configured
-
-
-@functools.cache
-def hit_views() -> dict[str, Callable[[HttpRequest], HttpResponse]]:
-    """The view of each hit path (``HIT_VIEW_NAMES``), imported on first use."""
-    from tracking import views
-
-    return {path: getattr(views, name) for path, name in HIT_VIEW_NAMES.items()}
+            # The hit answers are small and whole: nothing reads the request after this
+            # (closes uploaded files of a multipart body).
+            request.close()
+        if response.status_code >= 400:
+            log_response(
+                "%s: %s", response.reason_phrase, request.path, response=response, request=request
+            )
+        headers = [
+            *response.items(),
+            *(("Set-Cookie", cookie.output(header="")) for cookie in response.cookies.values()),
+        ]
+        start_response(f"{response.status_code} {response.reason_phrase}", headers)
+        return response

@@ -18,6 +18,7 @@ its own, so every hit reads the definitions (in-process, cheap).
 """
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -39,7 +40,7 @@ def version_sql() -> str:
 
 @dataclass(frozen=True, slots=True)
 class MoneyRules:
-    """How a conversion or an event earns: the revenue and payout rules (SPEC "Money")."""
+    """How a conversion or an event earns: revenue and payout (docs/postbacks.md "Money")."""
 
     revenue_type: str
     revenue_value: Decimal
@@ -90,6 +91,8 @@ class OfferEvents:
     by_name: dict[str, EventDefinition]
 
 
+_NO_EVENTS = OfferEvents(by_id={}, by_name={})
+
 _MONEY_FIELDS = ("revenue_type", "revenue_value", "payout_type", "payout_value")
 _OFFER_FIELDS = (
     "id",
@@ -118,6 +121,40 @@ class Definitions:
         self._events: dict[int, OfferEvents] = {}
         self._advertisers_by_digest: dict[str, tuple[int, str]] = {}
         self._event_offers: dict[int, int] = {}
+        self._advertiser_offers: dict[int, tuple[int, ...]] = {}
+        # Built whole in memory (``of``): what is not here does not exist, nothing is loaded.
+        self._complete = False
+
+    @classmethod
+    def of(
+        cls, *, offers: Sequence[OfferDefinition], events: Sequence[EventDefinition] = ()
+    ) -> "Definitions":
+        """Definitions made of these offers and events and nothing else, never loading
+        anything (for the rules' tests, which run without a database)."""
+        defs = cls(None)
+        defs._complete = True
+        for offer in offers:
+            defs._remember_offer(offer)
+            defs._remember_events(offer.id, [e for e in events if e.offer_id == offer.id])
+        for advertiser_id in {offer.advertiser_id for offer in offers}:
+            defs._advertiser_offers[advertiser_id] = tuple(
+                offer.id for offer in offers if offer.advertiser_id == advertiser_id
+            )
+        return defs
+
+    def _remember_offer(self, offer: OfferDefinition) -> None:
+        self._offers[offer.id] = offer
+        # Its advertiser's other postbacks (an unknown transaction_id, say) need no query.
+        digest = token_digest(offer.postback_token)
+        self._advertisers_by_digest[digest] = (offer.advertiser_id, offer.postback_token)
+
+    def _remember_events(self, offer_id: int, events: list[EventDefinition]) -> OfferEvents:
+        found = self._events[offer_id] = OfferEvents(
+            by_id={event.id: event for event in events},
+            by_name={event.name: event for event in events},
+        )
+        self._event_offers.update((event.id, offer_id) for event in events)
+        return found
 
     @property
     def version(self) -> int | None:
@@ -130,15 +167,13 @@ class Definitions:
         must not grow the cache.
         """
         cached = self._offers.get(offer_id)
-        if cached is not None:
+        if cached is not None or self._complete:
             return cached
         row = Offer.objects.filter(pk=offer_id).values_list(*_OFFER_FIELDS).first()
         if row is None:
             return None
-        offer = self._offers[offer_id] = _offer(row)
-        # Its advertiser's other postbacks (an unknown transaction_id, say) need no query.
-        digest = token_digest(offer.postback_token)
-        self._advertisers_by_digest[digest] = (offer.advertiser_id, offer.postback_token)
+        offer = _offer(row)
+        self._remember_offer(offer)
         return offer
 
     def events(self, offer_id: int) -> OfferEvents:
@@ -146,15 +181,36 @@ class Definitions:
         cached = self._events.get(offer_id)
         if cached is not None:
             return cached
+        if self._complete:
+            return OfferEvents(by_id={}, by_name={})
         events = [
             _event(row)
             for row in Event.objects.filter(offer_id=offer_id).values_list(*_EVENT_FIELDS)
         ]
-        found = self._events[offer_id] = OfferEvents(
-            by_id={event.id: event for event in events},
-            by_name={event.name: event for event in events},
-        )
-        self._event_offers.update((event.id, offer_id) for event in events)
+        return self._remember_events(offer_id, events)
+
+    def advertiser_offers(self, advertiser_id: int) -> tuple[int, ...]:
+        """The IDs of the advertiser's offers, with every one of them and their events
+        loaded (two queries the first time): what a postback that does not name its offer
+        may be for (see ``cached_advertiser_offers``)."""
+        cached = self._advertiser_offers.get(advertiser_id)
+        if cached is not None or self._complete:
+            return cached or ()
+        offers = [
+            _offer(row)
+            for row in Offer.objects.filter(advertiser_id=advertiser_id)
+            .order_by("pk")
+            .values_list(*_OFFER_FIELDS)
+        ]
+        events: dict[int, list[EventDefinition]] = {offer.id: [] for offer in offers}
+        rows = Event.objects.filter(offer__advertiser_id=advertiser_id).values_list(*_EVENT_FIELDS)
+        for event in map(_event, rows):
+            events[event.offer_id].append(event)
+        for offer in offers:
+            self._remember_offer(offer)
+            if offer.id not in self._events:
+                self._remember_events(offer.id, events[offer.id])
+        found = self._advertiser_offers[advertiser_id] = tuple(offer.id for offer in offers)
         return found
 
     # What is cached already, without loading anything (None where nothing is cached):
@@ -170,6 +226,22 @@ class Definitions:
         """The offer of the event with this (platform-wide) event ID."""
         return self._event_offers.get(event_id)
 
+    def cached_advertiser_offers(self, advertiser_id: int) -> tuple[int, ...] | None:
+        """The IDs of all the advertiser's offers, where ``advertiser_offers`` loaded them."""
+        return self._advertiser_offers.get(advertiser_id)
+
+    def cached_advertiser_for_token(self, token: str) -> int | None:
+        """``advertiser_for_token`` for a token already known, else None (no query)."""
+        known = self._advertisers_by_digest.get(token_digest(token))
+        if known is None or not tokens_match(known[1], token):
+            return None
+        return known[0]
+
+    def cached_only(self) -> "CachedDefinitions":
+        """This cache as the rules read definitions, but where anything would have to be
+        loaded it answers "none" instead: what the one-statement path predicts with."""
+        return CachedDefinitions(self)
+
     def advertiser_for_token(self, token: str) -> int | None:
         """The ID of the advertiser whose postback token this is, or None.
 
@@ -181,6 +253,8 @@ class Definitions:
         try:
             advertiser_id, stored = self._advertisers_by_digest[digest]
         except KeyError:
+            if self._complete:
+                return None
             row = (
                 Advertiser.objects.filter(postback_token_digest=digest)
                 .values_list("id", "postback_token")
@@ -190,6 +264,26 @@ class Definitions:
                 return None
             advertiser_id, stored = self._advertisers_by_digest[digest] = row
         return advertiser_id if tokens_match(stored, token) else None
+
+
+class CachedDefinitions:
+    """A ``Definitions`` read without loading: what is not cached is answered as missing.
+    Predictions made on it never accept what the full definitions would refuse, since a
+    missing offer, event or token only ever makes a check refuse."""
+
+    __slots__ = ("defs",)
+
+    def __init__(self, defs: Definitions) -> None:
+        self.defs = defs
+
+    def offer(self, offer_id: int) -> OfferDefinition | None:
+        return self.defs.cached_offer(offer_id)
+
+    def events(self, offer_id: int) -> OfferEvents:
+        return self.defs.cached_events(offer_id) or _NO_EVENTS
+
+    def advertiser_for_token(self, token: str) -> int | None:
+        return self.defs.cached_advertiser_for_token(token)
 
 
 def tokens_match(stored: str, given: str) -> bool:

@@ -9,7 +9,9 @@ from config.hits import HIT_PATHS, hit_views
 from config.wsgi import application, full_application, hit_application
 
 
-def call(path: str, query: str = "", host: str = "testserver") -> tuple[str, dict, bytes]:
+def call(
+    path: str, query: str = "", host: str = "testserver", *, close: bool = False
+) -> tuple[str, dict, bytes]:
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
@@ -27,7 +29,10 @@ def call(path: str, query: str = "", host: str = "testserver") -> tuple[str, dic
     def start_response(status: str, headers: list[tuple[str, str]]) -> None:
         answer["status"], answer["headers"] = status, dict(headers)
 
-    body = b"".join(application(environ, start_response))
+    response = application(environ, start_response)
+    body = b"".join(response)
+    if close:  # as a WSGI server does (not inside a test's transaction: it ends requests)
+        response.close()
     return answer["status"], answer["headers"], body
 
 
@@ -69,3 +74,36 @@ def test_a_hit_with_a_host_outside_allowed_hosts_is_refused(settings):
     status, _, _ = call("/healthz", host="evil.example.net")
 
     assert status.startswith("400")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hit_sends_djangos_request_signals_so_connections_are_looked_after():
+    from django.core import signals
+
+    seen = []
+
+    def started(**kwargs) -> None:  # noqa: ANN003
+        seen.append("started")
+
+    def finished(**kwargs) -> None:  # noqa: ANN003
+        seen.append("finished")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        status, _, _ = call("/healthz", close=True)
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+
+    assert status.startswith("200")
+    assert seen == ["started", "finished"]
+
+
+@pytest.mark.django_db
+def test_serving_a_hit_leaves_the_settings_as_they_are(settings):
+    configured = list(settings.MIDDLEWARE)
+
+    call("/healthz")
+
+    assert list(settings.MIDDLEWARE) == configured

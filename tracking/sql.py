@@ -11,20 +11,23 @@ fields, and run like this:
   per connection instead of once per hit;
 - **the first statement of a request is the health check**: a reused connection that
   turns out dead (a restarted server) is replaced and the statement sent again, instead
-  of sending a ``SELECT 1`` before every request (``CONN_HEALTH_CHECKS`` keeps its meaning);
+  of sending a ``SELECT 1`` before every request (``CONN_HEALTH_CHECKS`` keeps its meaning;
+  Django's own check still runs, once, if the ORM is used later in the same request);
 - through Django's cursor wrapper, so errors are Django's (``IntegrityError``, …),
   broken connections are closed at the end of the request, and query capture in tests
   sees every statement.
 
-The rules stay in Python (tracking/postback.py, tracking/services.py); the guarantees stay
+The rules stay in Python (tracking/rules.py, tracking/services.py); the guarantees stay
 in the database's constraints.
 """
 
 import functools
 import re
+import threading
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import request_started
 from django.db import (
     DEFAULT_DB_ALIAS,
     InterfaceError,
@@ -35,6 +38,7 @@ from django.db import (
 )
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from django.dispatch import receiver
 
 #: The largest ID of the definitions' 32-bit AutoFields (offers, publishers, events): a
 #: bigger number names nothing, and is never sent to the database, where it would overflow.
@@ -47,6 +51,22 @@ def on_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+class _Request(threading.local):
+    #: Whether this thread's connection has run a hot-path statement in the current request
+    #: (Django keeps one connection per thread).
+    checked = False
+
+
+_request = _Request()
+
+
+@receiver(request_started)
+def _request_started(**kwargs: object) -> None:
+    # Connected after Django's close_old_connections (at import, i.e. on the first hit), so
+    # a connection reused from an earlier request is unchecked again.
+    _request.checked = False
+
+
 def run(sql: str, params: dict[str, Any]) -> list[tuple]:
     """Run one statement of the hot path and return its rows (every statement here
     returns rows).
@@ -55,10 +75,13 @@ def run(sql: str, params: dict[str, Any]) -> list[tuple]:
     health check: if it fails because the connection is dead, the connection is replaced
     and the statement sent once more. (A statement that fails on a dead connection was
     not run by the server that answers now: a restarted server knows nothing of it.)
+    Where Django has already checked the connection in this request (an ORM query came
+    first), its check stands.
     """
     db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a lookup
     if (
-        db.health_check_enabled
+        not _request.checked
+        and db.health_check_enabled
         and not db.health_check_done
         and db.connection is not None
         and not db.in_atomic_block
@@ -68,7 +91,7 @@ def run(sql: str, params: dict[str, Any]) -> list[tuple]:
         except (OperationalError, InterfaceError):
             db.close()
             rows = _run(db, sql, params)
-        db.health_check_done = True
+        _request.checked = True
         return rows
     return _run(db, sql, params)
 

@@ -208,3 +208,41 @@ def test_made_up_offer_ids_do_not_grow_the_cache(client):
         assert client.get("/click", {"offer_id": made_up, "aff_id": publisher}).status_code == 404
 
     assert list(cached_definitions()._offers) == [offer.pk]
+
+
+def test_an_offer_created_after_the_advertisers_offers_were_learned_is_a_candidate_at_once(
+    client,
+):
+    """The global URL's one-statement path tries the advertiser's cached offers: a new
+    offer (a new version) must not be missed."""
+    first = ClickFactory()
+    advertiser = first.offer.advertiser
+    client.get("/postback", params(first))  # learns the advertiser's offers
+
+    new_offer = OfferFactory(advertiser=advertiser, payout_value=Decimal("7.00"))
+    click = ClickFactory(offer=new_offer)
+    answer = client.get("/postback", params(click)).json()
+
+    assert (answer["reason"], answer["offer_id"], answer["payout"]) == (
+        "accepted",
+        new_offer.pk,
+        "7.00",
+    )
+
+
+@requires_postgresql
+def test_a_global_url_postback_caches_its_advertisers_offers_and_their_events(client):
+    offer = OfferFactory()
+    other = OfferFactory(advertiser=offer.advertiser)
+    EventFactory(offer=offer, name="purchase")
+    EventFactory(offer=other, name="purchase")
+    client.get("/postback", params(ClickFactory(offer=offer)))
+    defs = cached_definitions()
+    assert defs is not None
+
+    assert set(defs.cached_advertiser_offers(offer.advertiser_id)) == {offer.pk, other.pk}
+    assert set(defs.cached_events(other.pk).by_name) == {"purchase"}
+    assert defs.cached_advertiser_for_token(offer.advertiser.postback_token) == (
+        offer.advertiser_id
+    )
+    assert defs.cached_advertiser_for_token("x" * 43) is None

@@ -2,7 +2,8 @@
 
 On PostgreSQL, with the definitions cached, a postback is at most two statements whatever
 its answer (the click with the definitions version; then the record and its log row, or
-only the log row); one when it names its offer and is accepted; a click is one. The
+only the log row); one when it is accepted, in every URL form (docs/postbacks.md "The
+URLs"); a click is one. The
 test's own transaction adds savepoints around writes, which are not counted here:
 outside a test they do not exist.
 """
@@ -11,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.factories import ClickFactory, ConversionFactory, EventFactory
+from tests.factories import ClickFactory, ConversionFactory, EventFactory, OfferFactory
 from tests.markers import requires_postgresql
 from tracking.services import generate_transaction_id
 
@@ -48,32 +49,87 @@ def test_the_first_postback_of_a_version_loads_the_definitions_once(client, worl
     assert "offers_offer" in sql[1] and "offers_event" in sql[2]
 
 
-def test_with_the_definitions_cached_a_postback_is_one_or_two_statements(client, world):
+def converted_click(offer) -> str:  # noqa: ANN001
+    return ConversionFactory(click=ClickFactory(offer=offer)).click.transaction_id
+
+
+def test_an_accepted_postback_is_one_statement_in_every_url_form(client, world):
+    conversion, event, token, warm = world
+    offer = conversion.offer
+    # A second offer of the advertiser with an event of the same name: the global URL's
+    # event_name then names an event of two offers, and the click's offer decides.
+    other_offer = OfferFactory(advertiser=offer.advertiser)
+    EventFactory(offer=other_offer, name="purchase")
+    # Warm the cache as traffic would: the offer's events, the advertiser's offers.
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id, "event_id": 1})
+    fresh = lambda: ClickFactory(offer=offer).transaction_id  # noqa: E731
+    forms = [
+        ("offer URL conversion", "/postback", {"transaction_id": fresh(), "offer_id": offer.pk}),
+        ("global URL conversion", "/postback", {"transaction_id": fresh()}),
+        ("site root conversion", "/", {"transaction_id": fresh()}),
+        (
+            "global URL conversion, another offer",
+            "/postback",
+            {"transaction_id": ClickFactory(offer=other_offer).transaction_id},
+        ),
+        (
+            "event URL",
+            "/postback",
+            {
+                "transaction_id": converted_click(offer),
+                "offer_id": offer.pk,
+                "event_id": event.pk,
+                "event_name": "purchase",
+            },
+        ),
+        (
+            "event_id only",
+            "/postback",
+            {"transaction_id": converted_click(offer), "event_id": event.pk},
+        ),
+        (
+            "global URL event_name only",
+            "/postback",
+            {"transaction_id": converted_click(offer), "event_name": "purchase"},
+        ),
+        (
+            "global URL event_name only, another offer",
+            "/postback",
+            {"transaction_id": converted_click(other_offer), "event_name": "purchase"},
+        ),
+        (
+            "site root event",
+            "/",
+            {"transaction_id": converted_click(offer), "event_name": "purchase"},
+        ),
+    ]
+
+    for form, path, params in forms:
+        status, sql = statements(client, path, {"secure": token, **params})
+
+        assert (form, status, len(sql)) == (form, 200, 1), sql
+
+
+def test_with_the_definitions_cached_any_other_answer_is_two_statements(client, world):
     conversion, event, token, warm = world
     offer = conversion.offer_id
-    fresh, other, unconverted = (ClickFactory(offer=conversion.offer) for _ in range(3))
+    unconverted = ClickFactory(offer=conversion.offer)
     converted = {"secure": token, "transaction_id": conversion.click.transaction_id}
     client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
     client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id, "event_id": 1})
-    # (case, params, status, statements): accepted postbacks that name their offer (the
-    # generated URLs carry offer_id, event URLs also event_id) are one statement; every other
-    # answer is the click read, then the write.
+    client.get("/postback", {**converted, "event_id": event.pk})
+    # (case, params, status): the one-statement attempt finds it does not accept and brings
+    # back what it read; the second statement writes the log row.
     cases = [
-        (
-            "accepted conversion, offer_id sent",
-            {"secure": token, "transaction_id": fresh.transaction_id, "offer_id": offer},
-            200,
-            1,
-        ),
-        ("accepted conversion", {"secure": token, "transaction_id": other.transaction_id}, 200, 2),
-        ("accepted event", {**converted, "event_id": event.pk}, 200, 1),
-        ("duplicate event", {**converted, "event_id": event.pk}, 409, 2),
-        ("duplicate conversion", {**converted, "offer_id": offer}, 409, 2),
+        ("duplicate event", {**converted, "event_id": event.pk}, 409),
+        ("duplicate event, event_name only", {**converted, "event_name": "purchase"}, 409),
+        ("duplicate conversion", {**converted, "offer_id": offer}, 409),
+        ("duplicate conversion, global URL", converted, 409),
         (
             "unknown transaction",
             {"secure": token, "transaction_id": generate_transaction_id(), "offer_id": offer},
             404,
-            2,
         ),
         (
             "no conversion",
@@ -83,16 +139,15 @@ def test_with_the_definitions_cached_a_postback_is_one_or_two_statements(client,
                 "event_name": "purchase",
             },
             422,
-            2,
         ),
-        ("unknown event", {**converted, "event_name": "Purchase"}, 404, 2),
-        ("offer mismatch", {**converted, "offer_id": "999999"}, 422, 2),
+        ("unknown event", {**converted, "event_name": "Purchase"}, 404),
+        ("offer mismatch", {**converted, "offer_id": "999999"}, 422),
     ]
 
-    for case, params, expected, count in cases:
+    for case, params, expected in cases:
         status, sql = statements(client, "/postback", params)
 
-        assert (case, status, len(sql)) == (case, expected, count), sql
+        assert (case, status, len(sql)) == (case, expected, 2), sql
 
 
 def test_a_token_that_is_nobodys_is_looked_up_each_time(client, world):

@@ -1,8 +1,9 @@
-"""Conversion postbacks through the real endpoint: checks 1–9 of SPEC "Postback endpoint"."""
+"""Conversion postbacks through the real endpoint: checks 1–9 of docs/postbacks.md."""
 
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from offers.models import MoneyType, Offer
 from tests.factories import AdvertiserFactory, ClickFactory, ConversionFactory, OfferFactory
@@ -394,3 +395,35 @@ def test_the_service_returns_the_record_and_log_it_wrote():
         "203.0.113.5",
         "Admin",
     )
+
+
+def recorded_just_before_the_write(record):  # noqa: ANN001, ANN201
+    """An execute wrapper that runs ``record()`` (as a concurrent request would, between
+    the read of the facts and the write) just before the postback's write begins: its
+    savepoint, which a test's transaction puts around every write of the service."""
+    fired = []
+
+    def wrapper(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        if not fired and sql.startswith("SAVEPOINT"):
+            fired.append(sql)
+            record()
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("offer_id", [True, False], ids=["offer URL", "global URL"])
+def test_a_conversion_recorded_between_the_read_and_the_write_is_the_duplicate_answer(
+    client, offer_id
+):
+    click = ClickFactory()
+    params = conversion_params(click, **({"offer_id": str(click.offer_id)} if offer_id else {}))
+    race = recorded_just_before_the_write(lambda: ConversionFactory(click=click))
+
+    with connection.execute_wrapper(race):
+        response = client.get("/postback", params)
+
+    assert (response.status_code, response.json()["reason"]) == (409, "duplicate_conversion")
+    assert Conversion.objects.count() == 1
+    log = PostbackLog.objects.get()
+    assert (log.reason, log.conversion_id) == ("duplicate_conversion", None)

@@ -1,8 +1,9 @@
-"""Event postbacks through the real endpoint: checks 7–12 of SPEC "Postback endpoint"."""
+"""Event postbacks through the real endpoint: event checks 7–12 of docs/postbacks.md."""
 
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from offers.models import Event, MoneyType
 from tests.factories import (
@@ -12,6 +13,7 @@ from tests.factories import (
     EventRecordFactory,
     OfferFactory,
 )
+from tests.tracking.test_postback_conversion import recorded_just_before_the_write
 from tracking.models import EventRecord, PostbackLog
 from tracking.postback import postback_process
 
@@ -274,6 +276,38 @@ def test_a_duplicate_event_is_reported_before_a_missing_amount(client, converted
     assert response.json()["reason"] == "duplicate_event"
 
 
+@pytest.mark.parametrize(
+    ("recorded_adv_sub", "reason"), [("order-1", "duplicate_event"), ("order-2", "amount_required")]
+)
+def test_a_repeatable_cps_event_without_amount_is_a_duplicate_only_with_the_same_adv_sub(
+    client, converted, recorded_adv_sub, reason
+):
+    conversion, event = converted
+    Event.objects.filter(pk=event.pk).update(
+        allow_multiple=True, revenue_type=MoneyType.CPS, revenue_value=10
+    )
+    EventRecordFactory(conversion=conversion, event=event, adv_sub=recorded_adv_sub)
+
+    response = client.get(
+        "/postback", event_params(conversion.click, event_id=str(event.pk), adv_sub="order-1")
+    )
+
+    assert response.json()["reason"] == reason
+    assert EventRecord.objects.count() == 1
+
+
+def test_a_dry_run_of_a_recorded_event_is_the_duplicate_answer(converted):
+    conversion, event = converted
+    EventRecordFactory(conversion=conversion, event=event)
+
+    outcome = postback_process(
+        params=event_params(conversion.click, event_name="purchase"), dry_run=True
+    )
+
+    assert (outcome.status_code, outcome.reason) == (409, "duplicate_event")
+    assert not PostbackLog.objects.exists()
+
+
 def test_no_conversion_is_reported_before_a_missing_amount(client):
     click = ClickFactory()
     event = EventFactory(offer=click.offer, revenue_type=MoneyType.CPS, revenue_value=10)
@@ -363,3 +397,19 @@ def test_event_dry_run_returns_the_decision_and_writes_nothing(converted):
     assert outcome.body["event_id"] == event.pk
     assert not EventRecord.objects.exists()
     assert not PostbackLog.objects.exists()
+
+
+def test_an_event_recorded_between_the_read_and_the_write_is_the_duplicate_answer(
+    client, converted
+):
+    conversion, event = converted
+    race = recorded_just_before_the_write(
+        lambda: EventRecordFactory(conversion=conversion, event=event)
+    )
+
+    with connection.execute_wrapper(race):
+        response = client.get("/postback", event_params(conversion.click, event_name="purchase"))
+
+    assert (response.status_code, response.json()["reason"]) == (409, "duplicate_event")
+    assert EventRecord.objects.count() == 1
+    assert PostbackLog.objects.get().reason == "duplicate_event"
