@@ -6,11 +6,13 @@ start it: ``gunicorn config.wsgi -w 4``, no config file) and production settings
 default, loaded once with COPY and reused), drives it with ``wrk`` (installed from Debian's
 packages when missing) at ``/healthz``, ``/click``, accepted postbacks in each URL form
 (docs/postbacks.md "The URLs": the generated event URL, ``event_id`` only, the global URL
-with ``event_name`` only, the offer URL's conversion, the global URL's conversion) and
-rejected postbacks, and prints req/s, p50 and p99 of each, with its ratio to ``/healthz``
-measured in the same run. After each postback run it checks the database: exactly as many records as
-``200`` answers. Results go to ``bench/results/`` and, with ``--write-docs``, into
-docs/benchmarks.md between its ``postbacks`` markers.
+with ``event_name`` only, the offer URL's conversion, the global URL's conversion), the
+status postback (an advertiser rejecting a conversion, docs/postbacks.md "Approving and
+rejecting") and rejected postbacks, and prints req/s, p50 and p99 of each, with its ratio
+to ``/healthz`` measured in the same run. After each postback run it checks the database:
+exactly as many records (status changes, for the status postback) as ``200`` answers.
+Results go to ``bench/results/`` and, with ``--write-docs``, into docs/benchmarks.md
+between its ``postbacks`` markers.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ CONVERSION_FORMS = {
     "conversion": "accepted conversion, offer URL (offer_id)",
     "conversion-global": "accepted conversion, global URL",
 }
+#: The status postback: each request rejects an approved conversion that no event run uses
+#: (``updated``: the change, its history row and its log row in one transaction).
+STATUS_FORMS = {"status": "status postback: reject a conversion (updated)"}
 
 
 @dataclass
@@ -235,9 +240,11 @@ def prepare(clicks: int, converted: int = CONVERTED) -> dict[str, object]:
         # Converted clicks for the event and duplicate runs. Small statements: each
         # conversion also updates its hourly-totals row (a trigger), and many updates of
         # one row inside one statement make an ever longer version chain.
+        # (Not rejected: an earlier bench's status runs rejected some, and an event on a
+        # rejected conversion is refused.)
         cursor.execute(
-            "SELECT count(*) FROM tracking_conversion v WHERE NOT EXISTS "
-            "(SELECT 1 FROM tracking_eventrecord r WHERE r.click_id = v.click_id)"
+            "SELECT count(*) FROM tracking_conversion v WHERE v.status <> 'rejected' AND NOT "
+            "EXISTS (SELECT 1 FROM tracking_eventrecord r WHERE r.click_id = v.click_id)"
         )
         missing = converted - cursor.fetchone()[0]
         while missing > 0:
@@ -346,11 +353,24 @@ def scenarios(
     converted_without_event = pool(
         f"""SELECT c.transaction_id FROM tracking_click c
             JOIN tracking_conversion v ON v.click_id = c.id
-            WHERE NOT EXISTS (SELECT 1 FROM tracking_eventrecord r
+            WHERE v.status <> 'rejected'
+              AND NOT EXISTS (SELECT 1 FROM tracking_eventrecord r
                               WHERE r.click_id = c.id AND r.event_id = {purchase.pk})
             LIMIT %s""",
         total * len(EVENT_FORMS),
     )
+    # The status run rejects conversions: never those the event runs will use.
+    taken = set(converted_without_event)
+    approved = [
+        t
+        for t in pool(
+            "SELECT c.transaction_id FROM tracking_click c "
+            "JOIN tracking_conversion v ON v.click_id = c.id WHERE v.status = 'approved' "
+            "LIMIT %s",
+            total + len(taken),
+        )
+        if t not in taken
+    ][:total]
     converted = pool(
         "SELECT c.transaction_id FROM tracking_click c "
         "JOIN tracking_conversion v ON v.click_id = c.id LIMIT %s",
@@ -388,6 +408,10 @@ def scenarios(
     for n, (name, description) in enumerate(CONVERSION_FORMS.items()):
         paths = [f"{base}{t}{conversion_forms[name]}" for t in fresh[n :: len(CONVERSION_FORMS)]]
         runs.append((name, description, write_paths(name, paths, rounds), "conversions"))
+    status_base = f"/postback/status?secure={token}&offer_id={offer.pk}&transaction_id="
+    for name, description in STATUS_FORMS.items():
+        paths = [f"{status_base}{t}&status=rejected&reason=bench" for t in approved]
+        runs.append((name, description, write_paths(name, paths, rounds), "statuschanges"))
     runs += [
         (
             "duplicate",
@@ -504,6 +528,9 @@ TABLES = {
     "clicks": "tracking_click",
     "conversions": "tracking_conversion",
     "eventrecords": "tracking_eventrecord",
+    # A status postback's change writes one history row of its own (source postback); the
+    # events that follow it write theirs with source rule.
+    "statuschanges": "tracking_statuschange WHERE source = 'postback'",
 }
 
 
@@ -557,7 +584,7 @@ def main() -> None:
     size = max(20_000, args.duration * 2_500)  # paths per run, more than any run uses
     # Converted clicks for every event form, but never more than half the clicks: the
     # conversion forms need unconverted ones.
-    needed = max(CONVERTED, size * args.rounds * len(EVENT_FORMS))
+    needed = max(CONVERTED, size * args.rounds * (len(EVENT_FORMS) + len(STATUS_FORMS)))
     defs = prepare(args.clicks, converted=min(needed, args.clicks // 2))
     runs = scenarios(defs, size=size, rounds=args.rounds)
     if args.only:

@@ -26,7 +26,9 @@ from offers.forms import EVENT_FIELDS, AdvertiserAddForm, EventForm, OfferForm
 from offers.models import Advertiser, Event, Offer, Publisher
 from offers.parameters import DOUBLE_COUNT_WARNING, counts_resends_again
 from offers.postback_urls import (
+    conversion_status_url,
     event_postback_url,
+    event_status_url,
     global_postback_url,
     offer_postback_url,
     placeholder_mismatches,
@@ -265,6 +267,7 @@ class EventRow:
     payout: str
     postback_url: str
     warnings: tuple[str, ...] = ()
+    status_url: str = ""
 
 
 def double_counts(event: Event, offer: Offer) -> bool:
@@ -375,12 +378,14 @@ class OfferAdmin(admin.ModelAdmin):
                 payout=money_rule(event.payout_type, event.payout_value, offer.currency),
                 postback_url=shown_url(request, event_postback_url(event, offer=offer), advertiser),
                 warnings=tuple(warnings.get(event.pk, ())),
+                status_url=shown_url(request, event_status_url(event, offer=offer), advertiser),
             )
             for event in events
         ]
         highlight = request.GET.get("event", "")
         return {
             "offer_postback_url": shown_url(request, offer_postback_url(offer), advertiser),
+            "conversion_status_url": shown_url(request, conversion_status_url(offer), advertiser),
             "offer_revenue": money_rule(offer.revenue_type, offer.revenue_value, offer.currency),
             "offer_payout": money_rule(offer.payout_type, offer.payout_value, offer.currency),
             "event_rows": rows,

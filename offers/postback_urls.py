@@ -102,3 +102,52 @@ def tracking_url(offer: Offer, *, publisher_id: int | str = "REPLACE", **subs: s
     params += [(name, quote(value, safe="")) for name, value in subs.items() if value]
     query = "&".join(f"{name}={value}" for name, value in params)
     return f"{settings.TRACKING_BASE_URL}/click?{query}"
+
+
+# --- Status postback URLs (docs/postbacks.md "Approving and rejecting") -------------
+
+
+def _status_render(params: list[tuple[str, str]]) -> str:
+    return f"{settings.TRACKING_BASE_URL}/postback/status?" + "&".join(
+        f"{name}={value}" for name, value in params
+    )
+
+
+def _status_params(offer: Offer, transaction_placeholder: str) -> list[tuple[str, str]]:
+    return [
+        _token_param(offer.advertiser),
+        ("transaction_id", transaction_placeholder),
+        ("offer_id", str(offer.pk)),
+    ]
+
+
+def conversion_status_url(offer: Offer) -> str:
+    """Where the advertiser approves or rejects a conversion of the offer:
+    ``…/postback/status?secure=…&transaction_id=REPLACE&offer_id=…&status=REPLACE&reason=REPLACE``.
+
+    ``status`` is ``approved`` or ``rejected``; ``reason`` is optional text. The
+    ``transaction_id`` placeholder is the offer's, as in its postback URL.
+    """
+    placeholder = offer.parameters.get("transaction_id", DEFAULT_PLACEHOLDER)
+    params = _status_params(offer, placeholder)
+    params += [("status", DEFAULT_PLACEHOLDER), ("reason", DEFAULT_PLACEHOLDER)]
+    return _status_render(params)
+
+
+def event_status_url(event: Event, *, offer: Offer | None = None) -> str:
+    """Where the advertiser approves or rejects an event record: the conversion's status URL
+    with ``event_id`` and ``event_name``, and ``adv_sub`` for an event that allows multiple
+    records per click (it tells them apart)."""
+    offer = offer or event.offer
+    placeholder = event.parameters.get(
+        "transaction_id", offer.parameters.get("transaction_id", DEFAULT_PLACEHOLDER)
+    )
+    params = _status_params(offer, placeholder)
+    params += [("event_id", str(event.pk)), ("event_name", quote(event.name, safe=""))]
+    if event.allow_multiple:
+        adv_sub = event.parameters.get(
+            "adv_sub", offer.parameters.get("adv_sub", DEFAULT_PLACEHOLDER)
+        )
+        params.append(("adv_sub", adv_sub))
+    params += [("status", DEFAULT_PLACEHOLDER), ("reason", DEFAULT_PLACEHOLDER)]
+    return _status_render(params)

@@ -41,7 +41,15 @@ def ensure_roles() -> None:
     the permissions on that flush, but not the groups. Users made with ``groups=[…]`` call
     this, so a role test never depends on which test ran before it.
     """
-    roles = importlib.import_module("tracking.migrations.0002_roles").ROLES
+    roles = {
+        name: list(codes)
+        for name, codes in importlib.import_module("tracking.migrations.0002_roles").ROLES.items()
+    }
+    # Later migrations that add to a role (0006_record_status: managers change statuses).
+    for name, codes in importlib.import_module(
+        "tracking.migrations.0006_record_status"
+    ).STATUS_CHANGERS.items():
+        roles[name] += codes
     for name, codenames in roles.items():
         group, created = Group.objects.get_or_create(name=name)
         if created or not group.permissions.exists():

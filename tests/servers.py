@@ -18,7 +18,10 @@ import requests
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
-PORTS = range(8100, 8200)  # this suite's own port range
+# This suite's own port range (TEST_PORT_BASE moves it, so suites run side by side on one
+# machine cannot answer each other's health checks).
+PORT_BASE = int(os.environ.get("TEST_PORT_BASE", "8100"))
+PORTS = range(PORT_BASE, PORT_BASE + 100)
 
 
 def free_port() -> int:
@@ -29,7 +32,7 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 8100-8199")
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @contextmanager
@@ -70,17 +73,24 @@ def gunicorn(database_url: str, log_path: Path, *, workers: int = 2) -> Iterator
         server.wait(timeout=30)
 
 
-def fire_at_once(urls: list[str], params_list: list[dict[str, str]]) -> list[requests.Response]:
-    """Release one request per (url, params) at the same instant, each on its own thread."""
+def fire_at_once(
+    urls: list[str],
+    params_list: list[dict[str, str]],
+    *,
+    path: str = "/postback",
+    paths: list[str] | None = None,
+) -> list[requests.Response]:
+    """Release one request per (url, params) at the same instant, each on its own thread
+    (to ``path``, or to each one's in ``paths``; ``/postback`` unless told)."""
     barrier = threading.Barrier(len(urls))
 
-    def one(url: str, params: dict[str, str]) -> requests.Response:
+    def one(url: str, params: dict[str, str], to: str) -> requests.Response:
         with requests.Session() as session:
             barrier.wait()
-            return session.get(f"{url}/postback", params=params, timeout=60)
+            return session.get(f"{url}{to}", params=params, timeout=60)
 
     with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-        return list(pool.map(one, urls, params_list))
+        return list(pool.map(one, urls, params_list, paths or [path] * len(urls)))
 
 
 def postgres_url() -> str:

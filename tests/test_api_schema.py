@@ -47,26 +47,27 @@ def test_the_schema_documents_every_endpoint_of_the_spec(schema_json):
 def test_the_schema_documents_the_report_parameters_and_rows(schema_json):
     operation = schema_json["paths"]["/api/v1/reports/"]["get"]
     parameters = {p["name"]: p for p in operation["parameters"]}
-    assert set(parameters) == {"group_by", "since", "until", "offer"}
+    assert set(parameters) == {"group_by", "status", "since", "until", "offer"}
     assert set(parameters["group_by"]["schema"]["items"]["enum"]) == {
         "day",
         "offer",
         "event",
         "publisher",
+        "status",
     }
     assert parameters["group_by"]["explode"] is False
     row = schema_json["components"]["schemas"]["ReportRow"]
     assert {"currency", "conversions", "events", "revenue", "payout", "profit"} <= set(
         row["required"]
     )
-    assert {"day", "offer", "event", "publisher"} <= set(row["properties"])
+    assert {"day", "offer", "event", "publisher", "status"} <= set(row["properties"])
 
 
 def test_the_list_endpoints_document_their_filters(schema_json):
     def names(path: str) -> set[str]:
         return {p["name"] for p in schema_json["paths"][path]["get"].get("parameters", [])}
 
-    filters = {"offer", "advertiser", "publisher", "transaction_id", "since", "until"}
+    filters = {"offer", "advertiser", "publisher", "transaction_id", "status", "since", "until"}
     assert filters | {"page"} <= names("/api/v1/conversions/")
     assert filters | {"event", "adv_sub", "page"} <= names("/api/v1/event-records/")
     assert {"reason", "transaction_id", "since", "until", "page"} <= names("/api/v1/postbacks/")

@@ -49,7 +49,14 @@ def test_a_postback_through_the_lean_handler_answers_json_with_security_headers(
 
 
 def test_the_hit_paths_are_exactly_the_tracking_endpoints():
-    assert {"/postback", "/postback/", "/click", "/healthz"} == HIT_PATHS
+    assert {
+        "/postback",
+        "/postback/",
+        "/postback/status",
+        "/postback/status/",
+        "/click",
+        "/healthz",
+    } == HIT_PATHS
     assert hit_application is not full_application
 
 

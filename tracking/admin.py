@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -28,7 +29,15 @@ from django.utils.text import capfirst
 from offers.models import Offer
 from tracking.csv_export import csv_response
 from tracking.filters import DateOrDateTimeField
-from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
+from tracking.models import (
+    Click,
+    Conversion,
+    EventRecord,
+    PostbackLog,
+    Reason,
+    RecordStatus,
+    StatusChange,
+)
 from tracking.reports import ReportFilterSet, period_of
 from tracking.selectors import (
     Period,
@@ -40,12 +49,26 @@ from tracking.selectors import (
     rollup_covers,
     rollup_totals,
 )
+from tracking.status import REASON_LIMIT, record_status_change, status_change_preview
 
 LIST_COUNT_CAP = 10_000
+#: The reports page's status choice: approved (the default), one status, or every status.
+REPORT_STATUS_CHOICES = [
+    ("", "Approved"),
+    ("pending", "Pending"),
+    ("rejected", "Rejected"),
+    ("approved,pending,rejected", "Every status"),
+]
 DEFAULT_DAYS = 30
 REPORT_MAX_DAYS = 366
 #: The list filters the Reports page understands, as the lists name them.
-REPORT_FILTERS = {"offer__id__exact": "offer", "offer": "offer", "since": "since", "until": "until"}
+REPORT_FILTERS = {
+    "offer__id__exact": "offer",
+    "offer": "offer",
+    "since": "since",
+    "until": "until",
+    "status__exact": "status",
+}
 
 
 def amount_text(value: Decimal | None) -> str:
@@ -95,7 +118,8 @@ def reason_badge(reason: str) -> str:
     endpoint's JSON say) on hover."""
     return format_html(
         '<span class="ct-reason ct-reason-{}" title="{}">{}</span>',
-        "accepted" if reason == Reason.ACCEPTED else "rejected",
+        # A status postback's updated / unchanged answers are accepted ones too.
+        "accepted" if reason in (Reason.ACCEPTED, Reason.UPDATED, Reason.UNCHANGED) else "rejected",
         reason,
         REASON_LABELS.get(reason, reason),
     )
@@ -353,7 +377,14 @@ class RecordAdmin(admin.ModelAdmin):
 
 
 def _money_columns() -> list[tuple[str, str]]:
-    return [("revenue", "revenue"), ("payout", "payout"), ("currency", "currency")]
+    return [
+        ("revenue", "revenue"),
+        ("payout", "payout"),
+        ("currency", "currency"),
+        ("status", "status"),
+        ("status_reason", "status_reason"),
+        ("status_changed_at", "status_changed_at"),
+    ]
 
 
 @admin.register(Click)
@@ -405,6 +436,51 @@ class ClickAdmin(RecordAdmin):
         return {"count": changelist.queryset.order_by().count()}
 
 
+#: The most records one status action changes (each in its own short transaction).
+STATUS_ACTION_LIMIT = 5_000
+
+
+class StatusHistoryInline(admin.TabularInline):
+    """The record's status history on its page, oldest first (read-only)."""
+
+    model = StatusChange
+    fields = ["created_at", "from_status", "to_status", "reason", "source", "user"]
+    readonly_fields = fields
+    ordering = ["id"]
+    extra = 0
+    can_delete = False
+    verbose_name = "status change"
+    verbose_name_plural = "status history"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Whoever may see the record sees its history.
+        return self.parent_model_admin_view(request)
+
+    def parent_model_admin_view(self, request: HttpRequest) -> bool:
+        opts = self.parent_model._meta
+        return request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("user")
+
+
+class ConversionHistoryInline(StatusHistoryInline):
+    fk_name = "conversion"
+
+
+class EventRecordHistoryInline(StatusHistoryInline):
+    fk_name = "event_record"
+
+
 class MoneyRecordAdmin(RecordAdmin):
     detail_displays = {
         "revenue": "revenue_display",
@@ -413,12 +489,23 @@ class MoneyRecordAdmin(RecordAdmin):
     }
     #: Filters the hourly totals can answer (with the period); anything else reads records.
     rollup_filters = frozenset(
-        {"since", "until", "period", "offer__id__exact", "event__id__exact", "o", "q"}
+        {
+            "since",
+            "until",
+            "period",
+            "offer__id__exact",
+            "event__id__exact",
+            "status__exact",
+            "o",
+            "q",
+        }
     )
+    actions = ["approve_selected", "reject_selected", "set_pending_selected"]
 
     def totals(self, changelist: Any) -> dict[str, Any]:
-        """From the hourly totals when the list is filtered by period and offer only (the
-        default view: a few thousand rows instead of millions), else from the records."""
+        """Per status and currency. From the hourly totals when the list is filtered by
+        period, offer and status only (the default view: a few thousand rows instead of
+        millions), else from the records."""
         period = next(
             (spec.period() for spec in changelist.filter_specs if isinstance(spec, PeriodFilter)),
             None,
@@ -432,15 +519,139 @@ class MoneyRecordAdmin(RecordAdmin):
         ):
             offer = params.get("offer__id__exact", [None])[-1]
             event = params.get("event__id__exact", [None])[-1]
+            status = params.get("status__exact", [None])[-1]
             return {
+                "by_status": True,
                 "money": rollup_totals(
                     kind=self.opts.model_name,
                     period=period,
                     offer=int(offer) if offer else None,
                     event=int(event) if event else None,
-                )
+                    statuses=[status] if status else None,
+                    by_status=True,
+                ),
             }
-        return super().totals(changelist)
+        return {"by_status": True, "money": list(money_totals(changelist.queryset, by_status=True))}
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, record: Conversion | EventRecord) -> str:
+        """A small badge (the column stays narrow: the money fits at 1440 px), the status
+        reason on hover."""
+        return format_html(
+            '<span class="ct-status ct-status-{}" title="{}">{}</span>',
+            record.status,
+            record.status_reason or record.status,
+            record.status,
+        )
+
+    # --- Status actions (account managers) -----------------------------------------------
+
+    def has_status_permission(self, request: HttpRequest) -> bool:
+        """Account managers change statuses: in this project the model's ``change``
+        permission means that and nothing else (the record's form stays read-only)."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(permissions=["status"], description="Approve selected %(verbose_name_plural)s")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._status_action(request, queryset, RecordStatus.APPROVED, "approve_selected")
+
+    @admin.action(
+        permissions=["status"],
+        description="Reject selected %(verbose_name_plural)s (with a reason)",
+    )
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._status_action(request, queryset, RecordStatus.REJECTED, "reject_selected")
+
+    @admin.action(
+        permissions=["status"], description="Set selected %(verbose_name_plural)s pending"
+    )
+    def set_pending_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._status_action(request, queryset, RecordStatus.PENDING, "set_pending_selected")
+
+    def _status_action(
+        self, request: HttpRequest, queryset: QuerySet, status: str, action: str
+    ) -> HttpResponse | None:
+        """First a confirmation page (how many records change, how much money moves, a
+        reason); on confirmation each record is changed through tracking.status."""
+        if not self.has_status_permission(request):
+            raise PermissionDenied
+        records = list(queryset.order_by("id")[: STATUS_ACTION_LIMIT + 1])
+        if len(records) > STATUS_ACTION_LIMIT:
+            self.message_user(
+                request,
+                f"Select at most {STATUS_ACTION_LIMIT} records at once (narrow the filters).",
+                messages.ERROR,
+            )
+            return None
+        reason = request.POST.get("status_reason", "").strip()
+        error = ""
+        if request.POST.get("confirm") == "yes":
+            if status == RecordStatus.REJECTED and not reason:
+                error = "Give a reason for the rejection."
+            elif len(reason) > REASON_LIMIT:
+                error = f"The reason is longer than {REASON_LIMIT} characters."
+            else:
+                self._apply_status(request, records, status, reason)
+                return None
+        preview = status_change_preview(records=records, status=status)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Set {len(records)} {self.opts.verbose_name_plural} {status}?",
+            "opts": self.opts,
+            "status": status,
+            "action": action,
+            "records": records,
+            "preview": preview,
+            "money": [
+                {"currency": currency, **amounts}
+                for currency, amounts in sorted(preview.money.items())
+            ],
+            "reason": reason,
+            "reason_required": status == RecordStatus.REJECTED,
+            "reason_limit": REASON_LIMIT,
+            "error": error,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "select_across": request.POST.get("select_across", "0"),
+            "kept_query": request.GET.urlencode(),
+        }
+        return TemplateResponse(
+            request,
+            "admin/tracking/status_confirmation.html",
+            context,
+            status=400 if error else 200,
+        )
+
+    def _apply_status(self, request: HttpRequest, records: list, status: str, reason: str) -> None:
+        changed = unchanged = followed = 0
+        refused: list[str] = []
+        for record in records:
+            result = record_status_change(
+                record=record,
+                status=status,
+                reason=reason,
+                source=StatusChange.Source.ADMIN,
+                user=request.user,
+            )
+            if result.outcome == Reason.UPDATED:
+                changed += 1
+                followed += len(result.followed)
+            elif result.outcome == Reason.UNCHANGED:
+                unchanged += 1
+            else:
+                refused.append(f"#{record.pk}: {result.message}")
+        summary = f"{changed} {self.opts.verbose_name_plural} set {status}"
+        if followed:
+            summary += f"; {followed} event records followed their conversions"
+        if unchanged:
+            summary += f"; {unchanged} already {status}"
+        self.message_user(request, summary + ".", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request,
+                f"{len(refused)} refused: " + " ".join(refused[:10]),
+                messages.WARNING,
+            )
 
     @admin.display(description="transaction_id")
     def transaction_id(self, record: Conversion | EventRecord) -> str:
@@ -487,12 +698,14 @@ class ConversionAdmin(MoneyRecordAdmin):
         "payout_display",
         "profit_display",
         "currency_code",
+        "status_display",
         "amount_display",
         "adv_sub_display",
         "transaction_id",
     ]
-    list_filter = [PeriodFilter, "offer", "offer__advertiser", "publisher"]
+    list_filter = [PeriodFilter, "status", "offer", "offer__advertiser", "publisher"]
     list_select_related = ["click", "offer", "publisher"]
+    inlines = [ConversionHistoryInline]
     csv_columns = [
         ("id", "id"),
         ("created_at", "created_at"),
@@ -523,12 +736,14 @@ class EventRecordAdmin(MoneyRecordAdmin):
         "payout_display",
         "profit_display",
         "currency_code",
+        "status_display",
         "amount_display",
         "adv_sub_display",
         "transaction_id",
     ]
-    list_filter = [PeriodFilter, "offer", "offer__advertiser", "publisher", "event"]
+    list_filter = [PeriodFilter, "status", "offer", "offer__advertiser", "publisher", "event"]
     list_select_related = ["click", "offer", "publisher", "event"]
+    inlines = [EventRecordHistoryInline]
     csv_columns = [
         ("id", "id"),
         ("created_at", "created_at"),
@@ -576,6 +791,7 @@ class EventRecordAdmin(MoneyRecordAdmin):
             "offers": Offer.objects.select_related("advertiser").order_by("name"),
             "form_data": data,
             "errors": {},
+            "status_choices": REPORT_STATUS_CHOICES,
         }
         if not filterset.is_valid():
             context["errors"] = filterset.errors
@@ -592,9 +808,16 @@ class EventRecordAdmin(MoneyRecordAdmin):
                 }
         if context["errors"]:
             return TemplateResponse(request, "admin/tracking/reports.html", context, status=400)
+        statuses = filterset.statuses()
+        context["counted_label"] = " or ".join(statuses) if statuses else "all"
+        context["status_rows"] = report(
+            group_by=["status"], period=period, offer=filterset.offer_id(), statuses=None
+        )
         context.update(
             _report_context(
-                rows=report(group_by=["day"], period=period, offer=filterset.offer_id()),
+                rows=report(
+                    group_by=["day"], period=period, offer=filterset.offer_id(), statuses=statuses
+                ),
                 postbacks=filterset.filter_queryset(PostbackLog.objects.all()),
                 days=days_between(first, last),
             )

@@ -16,7 +16,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
-from tracking.models import Conversion, EventRecord, PostbackLog, Reason
+from tracking.models import Conversion, EventRecord, PostbackLog, Reason, RecordStatus
 
 # The ID columns filtered here are at most 64-bit; a bigger number names nothing and SQLite
 # would overflow on it, so the form refuses it with a message instead.
@@ -99,6 +99,16 @@ class UntilFilter(django_filters.Filter):
         return qs.filter(**{f"{self.field_name}__lt": _start_of_day(value + timedelta(days=1))})
 
 
+@extend_schema_field({"type": "string", "enum": list(RecordStatus.values)})
+class StatusFilter(django_filters.BaseCSVFilter, django_filters.ChoiceFilter):
+    """``status=pending`` or ``status=pending,rejected``: records in any of these statuses."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("choices", RecordStatus.choices)
+        kwargs.setdefault("lookup_expr", "in")
+        super().__init__(*args, **kwargs)
+
+
 class ConversionFilter(django_filters.FilterSet):
     offer = IdFilter(field_name="offer_id", help_text="Offer ID.")
     advertiser = IdFilter(field_name="offer__advertiser_id", help_text="Advertiser ID.")
@@ -107,6 +117,9 @@ class ConversionFilter(django_filters.FilterSet):
         field_name="click__transaction_id", help_text="The click's transaction_id (exact)."
     )
     adv_sub = django_filters.CharFilter(help_text="The advertiser's reference (exact).")
+    status = StatusFilter(
+        help_text="approved, pending or rejected; comma-separated for several (default: all)."
+    )
     since = SinceFilter(field_name="created_at", help_text="ISO date or date-time, inclusive.")
     until = UntilFilter(
         field_name="created_at",
@@ -115,7 +128,16 @@ class ConversionFilter(django_filters.FilterSet):
 
     class Meta:
         model = Conversion
-        fields = ["offer", "advertiser", "publisher", "transaction_id", "adv_sub", "since", "until"]
+        fields = [
+            "offer",
+            "advertiser",
+            "publisher",
+            "transaction_id",
+            "adv_sub",
+            "status",
+            "since",
+            "until",
+        ]
 
 
 class EventRecordFilter(ConversionFilter):

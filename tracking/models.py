@@ -7,8 +7,10 @@ offer or event later never rewrites history.
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from offers.models import CURRENCY_REGEX, Advertiser, Event, Offer, Publisher
@@ -66,6 +68,14 @@ class Click(models.Model):
         return self.transaction_id
 
 
+class RecordStatus(models.TextChoices):
+    """A conversion's or event record's status (docs/postbacks.md "Approving and rejecting")."""
+
+    APPROVED = "approved", "Approved"
+    PENDING = "pending", "Pending"
+    REJECTED = "rejected", "Rejected"
+
+
 class MoneyRecord(models.Model):
     """What conversions and event records share: where they came from and what they earned."""
 
@@ -87,6 +97,22 @@ class MoneyRecord(models.Model):
     adv_sub4 = models.CharField(max_length=255, blank=True, default="")
     adv_sub5 = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    # Whether the record counts (docs/postbacks.md "Approving and rejecting"). The money above never
+    # changes with it: what counts is decided when reading. Changed only through
+    # tracking.status, which writes a StatusChange row in the same transaction.
+    # Database defaults too, so rows written by hand-made SQL (bulk loads, the bench) are
+    # recorded approved as every postback is unless a rule says otherwise.
+    status = models.CharField(
+        max_length=10,
+        choices=RecordStatus.choices,
+        default=RecordStatus.APPROVED,
+        db_default=RecordStatus.APPROVED.value,
+    )
+    # A platform code (cap_reached, conversion_rejected, …) or the advertiser's or manager's
+    # text; "" when none.
+    status_reason = models.CharField(max_length=255, blank=True, default="", db_default="")
+    # When the status was last set (the record's created_at until it first changes).
+    status_changed_at = models.DateTimeField(default=timezone.now, db_default=Now())
 
     class Meta:
         abstract = True
@@ -110,6 +136,9 @@ def money_record_constraints(prefix: str) -> list[models.CheckConstraint]:
         ),
         models.CheckConstraint(
             condition=Q(currency__regex=CURRENCY_REGEX), name=f"{prefix}_currency_iso"
+        ),
+        models.CheckConstraint(
+            condition=Q(status__in=RecordStatus.values), name=f"{prefix}_status_valid"
         ),
     ]
 
@@ -137,19 +166,28 @@ class Conversion(MoneyRecord):
             *money_record_constraints("conversion"),
         ]
         indexes = [
-            # Reports and lists for one offer over a period; the included columns let the
-            # daily report (also by publisher) be answered by an index-only scan on PostgreSQL.
+            # Reports and lists for one offer over a period (with a status: approved by
+            # default); the included columns let the daily report (also by publisher and by
+            # status) be answered by an index-only scan on PostgreSQL.
             models.Index(
                 fields=["offer", "created_at"],
-                include=["publisher", "currency", "revenue", "payout"],
+                include=["publisher", "currency", "revenue", "payout", "status"],
                 name="conversion_offer_created",
+            ),
+            # "Pending (or rejected) records of this offer in this period": the few records
+            # that are not approved, found without reading the approved ones. Partial, so an
+            # approved record (nearly every postback) never writes to it.
+            models.Index(
+                fields=["offer", "status", "created_at"],
+                condition=~Q(status="approved"),
+                name="conversion_offer_unapproved",
             ),
             # Lists and reports filtered by publisher over a period.
             models.Index(fields=["publisher", "created_at"], name="conversion_publisher_created"),
             # Unfiltered lists newest first, date-range filters, all-offer reports.
             models.Index(
                 fields=["created_at"],
-                include=["offer", "currency", "revenue", "payout"],
+                include=["offer", "currency", "revenue", "payout", "status"],
                 name="conversion_created",
             ),
             # Search by the advertiser's order reference.
@@ -184,6 +222,10 @@ class EventRecord(MoneyRecord):
     # The event's setting when this record was accepted; the dedupe constraints below
     # depend on it, so changing the event later does not reinterpret old records.
     allow_multiple = models.BooleanField(default=False)
+    # The status was set by the rule "events follow their conversion" (or recorded pending
+    # because the conversion was): approving the conversion approves exactly these. A flag,
+    # not the reason text, so an advertiser's reason can never pass for the rule's.
+    status_by_rule = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -209,8 +251,14 @@ class EventRecord(MoneyRecord):
             # included columns make it an index-only scan on PostgreSQL (docs/benchmarks.md).
             models.Index(
                 fields=["offer", "created_at"],
-                include=["event", "publisher", "currency", "revenue", "payout"],
+                include=["event", "publisher", "currency", "revenue", "payout", "status"],
                 name="eventrecord_offer_created",
+            ),
+            # Not-approved records of an offer in a period (see conversion_offer_unapproved).
+            models.Index(
+                fields=["offer", "status", "created_at"],
+                condition=~Q(status="approved"),
+                name="eventrecord_offer_unapproved",
             ),
             # Lists filtered by event over a period.
             models.Index(fields=["event", "created_at"], name="eventrecord_event_created"),
@@ -219,7 +267,7 @@ class EventRecord(MoneyRecord):
             # Unfiltered lists newest first, date-range filters, all-offer reports.
             models.Index(
                 fields=["created_at"],
-                include=["offer", "event", "currency", "revenue", "payout"],
+                include=["offer", "event", "currency", "revenue", "payout", "status"],
                 name="eventrecord_created",
             ),
             # Search by the advertiser's order reference.
@@ -245,6 +293,14 @@ class Reason(models.TextChoices):
     EVENT_MISMATCH = "event_mismatch", "Event mismatch"
     NO_CONVERSION = "no_conversion", "No conversion"
     DUPLICATE_EVENT = "duplicate_event", "Duplicate event"
+    # Events and their conversion's status (docs/postbacks.md, check 10a).
+    CONVERSION_REJECTED = "conversion_rejected", "Conversion rejected"
+    # The status postback's outcomes (docs/postbacks.md "Approving and rejecting").
+    UPDATED = "updated", "Status updated"
+    UNCHANGED = "unchanged", "Status unchanged"
+    UNKNOWN_RECORD = "unknown_record", "Unknown record"
+    AMBIGUOUS_RECORD = "ambiguous_record", "Ambiguous record"
+    INVALID_TRANSITION = "invalid_transition", "Invalid status transition"
     UNAVAILABLE = "unavailable", "Unavailable"
 
 
@@ -265,6 +321,7 @@ class PostbackLog(models.Model):
     class Type(models.TextChoices):
         CONVERSION = "conversion", "Conversion"
         EVENT = "event", "Event"
+        STATUS = "status", "Status"
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -287,7 +344,8 @@ class PostbackLog(models.Model):
     offer = models.ForeignKey(Offer, **LOG_LINK, related_name="+")
     event = models.ForeignKey(Event, **LOG_LINK, related_name="+")
     click = models.ForeignKey(Click, **LOG_LINK, related_name="postback_logs")
-    # The record this request created (only when accepted).
+    # The record this request created (only when accepted); for a status postback, the
+    # record it found (whatever the outcome).
     conversion = models.ForeignKey(Conversion, **LOG_LINK, related_name="+")
     event_record = models.ForeignKey(EventRecord, **LOG_LINK, related_name="+")
 
@@ -299,15 +357,19 @@ class PostbackLog(models.Model):
                 name="postbacklog_reason_valid",
             ),
             models.CheckConstraint(
-                condition=Q(type__in=["", "conversion", "event"]), name="postbacklog_type_valid"
+                condition=Q(type__in=["", "conversion", "event", "status"]),
+                name="postbacklog_type_valid",
             ),
             # An accepted row always links the record it created; a rejected one never does.
+            # A status postback links the record it found, whatever it answered, and is
+            # never "accepted" (its outcomes are updated, unchanged or a refusal).
             models.CheckConstraint(
                 condition=(
                     Q(reason="accepted")
                     & (Q(conversion__isnull=False) | Q(event_record__isnull=False))
                 )
-                | (~Q(reason="accepted") & Q(conversion__isnull=True, event_record__isnull=True)),
+                | (~Q(reason="accepted") & Q(conversion__isnull=True, event_record__isnull=True))
+                | (Q(type="status") & ~Q(reason="accepted")),
                 name="postbacklog_accepted_links_record",
             ),
         ]
@@ -329,3 +391,92 @@ class PostbackLog(models.Model):
 
     def __str__(self) -> str:
         return f"Postback #{self.pk} {self.reason}"
+
+
+class StatusChange(models.Model):
+    """One change of a conversion's or event record's status: the status history.
+
+    Written by tracking.status in the transaction that changes the record, with the status
+    the record had under its lock as ``from_status``, so the history never shows a change
+    from a status the record no longer had. A record's first status is not an entry.
+    """
+
+    class Source(models.TextChoices):
+        POSTBACK = "postback", "Postback"
+        ADMIN = "admin", "Admin"
+        API = "api", "API"
+        RULE = "rule", "Rule"
+
+    id = models.BigAutoField(primary_key=True)
+    # Exactly one of the two is set (the check constraint below); indexed by the partial
+    # indexes in Meta.
+    conversion = models.ForeignKey(
+        Conversion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="status_changes",
+        db_index=False,
+    )
+    event_record = models.ForeignKey(
+        EventRecord,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="status_changes",
+        db_index=False,
+    )
+    from_status = models.CharField(max_length=10, choices=RecordStatus.choices)
+    to_status = models.CharField(max_length=10, choices=RecordStatus.choices)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    # The account manager who made it (admin, API); null for postbacks and rules.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(conversion__isnull=False, event_record__isnull=True)
+                | Q(conversion__isnull=True, event_record__isnull=False),
+                name="statuschange_one_record",
+            ),
+            models.CheckConstraint(
+                condition=Q(from_status__in=RecordStatus.values)
+                & Q(to_status__in=RecordStatus.values),
+                name="statuschange_status_valid",
+            ),
+            # Changes only: setting the status a record already has is no entry.
+            models.CheckConstraint(
+                condition=~Q(from_status=models.F("to_status")),
+                name="statuschange_is_a_change",
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=["postback", "admin", "api", "rule"]),
+                name="statuschange_source_valid",
+            ),
+        ]
+        indexes = [
+            # A conversion's history, oldest first (its admin page and API item).
+            models.Index(
+                fields=["conversion", "id"],
+                condition=Q(conversion__isnull=False),
+                name="statuschange_conversion",
+            ),
+            # An event record's history, oldest first.
+            models.Index(
+                fields=["event_record", "id"],
+                condition=Q(event_record__isnull=False),
+                name="statuschange_event_record",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} → {self.to_status} ({self.source})"

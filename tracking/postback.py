@@ -107,10 +107,15 @@ class _Click:
     offer_id: int
     publisher_id: int
     conversion_id: int | None
+    conversion_status: str | None = None
 
     @property
     def facts(self) -> ClickFacts:
-        return ClickFacts(offer_id=self.offer_id, has_conversion=self.conversion_id is not None)
+        return ClickFacts(
+            offer_id=self.offer_id,
+            has_conversion=self.conversion_id is not None,
+            conversion_status=self.conversion_status,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,25 @@ def postback_process(
     if attempt.outcome is not None:
         return attempt.outcome
     read = attempt.read or _read_click(parsed.transaction_id)
+    if (
+        parsed.kind is RecordKind.EVENT
+        and not dry_run
+        and not on_postgresql()
+        and read.click is not None
+        and read.click.conversion_id is not None
+    ):
+        # Accepting an event locks its conversion first (docs/postbacks.md "Approving and
+        # rejecting"): its status is read again inside the write's transaction and decided on.
+        # (On PostgreSQL the write statement itself locks the conversion: see _write_sql.)
+        with transaction.atomic():
+            return _decide_and_write(request, parsed, _with_locked_conversion(read), False)
+    return _decide_and_write(request, parsed, read, dry_run)
+
+
+def _decide_and_write(
+    request: _Request, parsed: PostbackParams, read: _Read, dry_run: bool
+) -> PostbackOutcome:
+    """Checks 3 to 12 on what was read, then the write (or the refusal's log row)."""
     facts = read.facts
     decision = rules.decide(parsed, facts, read.defs)
     if parsed.offer_id is None and parsed.event_id is None and on_postgresql():
@@ -170,22 +194,35 @@ def postback_process(
     # The answer should the insert do nothing: the fact it assumed was not so. (For an event
     # that allows multiple, sent without adv_sub, nothing can stop the insert.)
     otherwise = rules.decide(parsed, rules.if_not_inserted(facts, decision.kind), read.defs)
-    if on_postgresql():
-        return _write(request, decision, otherwise, read.click)
-    return _write_with_orm(request, decision, otherwise, read.click)
+    if not on_postgresql():
+        return _write_with_orm(request, decision, otherwise, read.click)
+    written = _write(request, decision, otherwise, read.click)
+    if isinstance(written, str):
+        # The conversion's status changed between the read and the write: decide again on
+        # the status the write found (under its lock).
+        click = replace(read.click, conversion_status=written)
+        return _decide_and_write(request, parsed, replace(read, click=click), dry_run)
+    return written
 
 
 def postback_unreadable(
-    *, method: str, ip: str | None, user_agent: str, message: str, params: Mapping[str, str]
+    *,
+    method: str,
+    ip: str | None,
+    user_agent: str,
+    message: str,
+    params: Mapping[str, str],
+    kind: RecordKind | None = None,
 ) -> PostbackOutcome:
     """Log and answer a request whose parameters could not be read at all.
 
     For requests Django refuses to parse (too many fields, a body over the upload limit, a
     broken multipart body): they are still postback requests, so they get their log row and
-    a ``400 invalid_parameter``. ``params`` holds whatever could be read (often nothing).
+    a ``400 invalid_parameter``. ``params`` holds whatever could be read (often nothing);
+    ``kind`` is ``RecordKind.STATUS`` for the status postback (its log rows say so).
     """
     request = _request(params, method, ip, user_agent)
-    return _answer(request, rules.unreadable(message), click=None, dry_run=False)
+    return _answer(request, rules.unreadable(message, kind), click=None, dry_run=False)
 
 
 def _request(params: Mapping[str, str], method: str, ip: str | None, user_agent: str) -> _Request:
@@ -210,10 +247,10 @@ def _outcome(decision: Decision, *, log_id: int | None, record_id: int | None) -
 # has this transaction_id. Serves: tracking_click's unique index on transaction_id, then
 # conversion_one_per_click.
 _CLICK_SQL = """
-SELECT {version}, c.id, c.offer_id, c.publisher_id,
-       (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id)
+SELECT {version}, c.id, c.offer_id, c.publisher_id, v.id, v.status
 FROM (SELECT 1) AS one
 LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
+LEFT JOIN tracking_conversion v ON v.click_id = c.id
 """
 
 
@@ -237,14 +274,24 @@ def _read_click(transaction_id: str) -> _Read:
         )
         if row is None:
             return _Read(definitions(version=None), None)
-        conversion_id = Conversion.objects.filter(click_id=row[0]).values_list("id").first()
-        return _Read(definitions(version=None), _Click(*row, conversion_id and conversion_id[0]))
+        conversion = Conversion.objects.filter(click_id=row[0]).values_list("id", "status").first()
+        return _Read(definitions(version=None), _Click(*row, *(conversion or (None, None))))
     ((version, click_id, *click),) = run(
         _click_sql(), {"transaction_id": transaction_id if known_format else None}
     )
     return _Read(
         definitions(version=version), None if click_id is None else _Click(click_id, *click)
     )
+
+
+def _with_locked_conversion(read: _Read) -> _Read:
+    """``read`` with its click's conversion's status read again inside the write's
+    transaction (the ORM path: SQLite's write transactions run one at a time, so no status
+    change can come between this read and the write)."""
+    click = read.click
+    assert click is not None and click.conversion_id is not None
+    status = Conversion.objects.values_list("status", flat=True).get(pk=click.conversion_id)
+    return replace(read, click=replace(click, conversion_status=status))
 
 
 def _has_duplicate(click: _Click, decision: Decision) -> bool:
@@ -292,11 +339,18 @@ def _record_values(decision: Decision, click: _Click | None, *, created_at: date
         "amount": params.amount,
         **params.adv_subs,
         "created_at": created_at,
+        "status": decision.record_status,
+        "status_reason": decision.record_status_reason,
+        "status_changed_at": created_at,
     }
     if click is not None:
         record |= {"click_id": click.id, "publisher_id": click.publisher_id}
     if decision.event is not None:
-        record |= {"event_id": decision.event.id, "allow_multiple": decision.event.allow_multiple}
+        record |= {
+            "event_id": decision.event.id,
+            "allow_multiple": decision.event.allow_multiple,
+            "status_by_rule": decision.status_by_rule,
+        }
         if click is not None:
             record["conversion_id"] = click.conversion_id
     return record
@@ -371,22 +425,21 @@ def _write_sql(kind: RecordKind) -> str:
     the answer the caller computed for that case.
 
     The insert's conditions are the facts the decision assumed: for an event, that the
-    click has no record making it a duplicate (check 10). ``ON CONFLICT DO NOTHING`` lets
-    the unique constraints decide a race that reading cannot see (two requests at once:
-    exactly one inserts).
+    click has no record making it a duplicate (check 10), and that its conversion has the
+    status it was decided on (check 10a, the record's status), read under the conversion's
+    lock: accepting an event locks its conversion first (docs/postbacks.md "Approving and
+    rejecting"). Where that status is no longer so, nothing is written and the statement
+    returns the status it found (the caller decides again on it). ``ON CONFLICT DO
+    NOTHING`` lets the unique constraints decide a race that reading cannot see (two
+    requests at once: exactly one inserts).
     """
     record, log = _RECORDS[kind], _LOG_WITH_RECORD
-    where = ""
-    if kind is RecordKind.EVENT:
-        no_duplicate = _no_duplicate_sql(
-            click="%(click_id)s", event="%(event_id)s", mode="%(mode)s::text"
-        )
-        where = f"WHERE {no_duplicate}"
     link = _LINKS[kind]
-    return f"""
+    if kind is not RecordKind.EVENT:
+        return f"""
 WITH record AS (
     INSERT INTO {record.table} ({record.columns})
-    SELECT {record.select_list} {where}
+    SELECT {record.select_list}
     ON CONFLICT DO NOTHING RETURNING id
 )
 INSERT INTO {log.table} ({log.columns}, reason, status_code, message, {link})
@@ -396,15 +449,41 @@ SELECT {log.select_list},
        CASE WHEN record.id IS NULL THEN %(otherwise_message)s ELSE '' END,
        record.id
 FROM (SELECT 1) AS one LEFT JOIN record ON TRUE
-RETURNING id, {link}
+RETURNING id, {link}, NULL::text
+"""  # noqa: S608 - only names and constants are interpolated
+    no_duplicate = _no_duplicate_sql(
+        click="%(click_id)s", event="%(event_id)s", mode="%(mode)s::text"
+    )
+    as_decided = "(SELECT status FROM locked) = %(conversion_status)s::text"
+    return f"""
+WITH locked AS (
+    SELECT status FROM tracking_conversion WHERE id = %(conversion_id)s FOR SHARE
+), record AS (
+    INSERT INTO {record.table} ({record.columns})
+    SELECT {record.select_list} WHERE {no_duplicate} AND {as_decided}
+    ON CONFLICT DO NOTHING RETURNING id
+), log AS (
+    INSERT INTO {log.table} ({log.columns}, reason, status_code, message, {link})
+    SELECT {log.select_list},
+           CASE WHEN record.id IS NULL THEN %(otherwise_reason)s ELSE 'accepted' END,
+           CASE WHEN record.id IS NULL THEN %(otherwise_status)s::smallint ELSE 200 END,
+           CASE WHEN record.id IS NULL THEN %(otherwise_message)s ELSE '' END,
+           record.id
+    FROM (SELECT 1) AS one LEFT JOIN record ON TRUE
+    WHERE record.id IS NOT NULL OR {as_decided}
+    RETURNING id, {link}
+)
+SELECT (SELECT id FROM log), (SELECT {link} FROM log), (SELECT status FROM locked)
 """  # noqa: S608 - only names and constants are interpolated
 
 
 def _write(
     request: _Request, decision: Decision, otherwise: Decision, click: _Click
-) -> PostbackOutcome:
+) -> PostbackOutcome | str:
     """Write an accepted decision and its log row in one statement (PostgreSQL); where the
-    insert does nothing, ``otherwise`` is the answer, logged in the same statement."""
+    insert does nothing, ``otherwise`` is the answer, logged in the same statement. For an
+    event whose conversion's status is no longer the one decided on, nothing is written:
+    that status is returned, to decide again on."""
     now = timezone.now()
     values = _sql_values(_RECORDS[decision.kind], _record_values(decision, click, created_at=now))
     values |= _sql_values(_LOG_WITH_RECORD, _log_values(request, decision, click, created_at=now))
@@ -413,11 +492,14 @@ def _write(
         "otherwise_reason": otherwise.reason.value,
         "otherwise_status": otherwise.status_code,
         "otherwise_message": otherwise.message[:500],
+        "conversion_status": click.conversion_status,
     }
     # Inside an outer transaction (tests, the admin) a savepoint keeps it usable should a
     # constraint refuse the statement.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        ((log_id, record_id),) = run(_write_sql(decision.kind), values)
+        ((log_id, record_id, conversion_status),) = run(_write_sql(decision.kind), values)
+    if log_id is None:
+        return conversion_status
     if record_id is None:
         return _outcome(otherwise, log_id=log_id, record_id=None)
     return _outcome(decision, log_id=log_id, record_id=record_id)
@@ -505,7 +587,17 @@ def _at_once_sql(kind: RecordKind) -> str:
         "click.version = %(version)s",
         "(click.conversion_id IS NOT NULL) = %(has_conversion)s",
     ]
+    conversion = (
+        "(SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id, "
+        "NULL::text AS conversion_status"
+    )
     if kind is RecordKind.EVENT:
+        # The conversion's status as predicted; and accepting an event locks its conversion
+        # first (docs/postbacks.md "Approving and rejecting"): FOR SHARE waits for a status
+        # change in progress (which locks it FOR UPDATE), reads the status it left, and
+        # holds a later change back until this statement has written.
+        conditions.append("click.conversion_status = %(conversion_status)s::text")
+        conversion = "v.id AS conversion_id, v.status AS conversion_status"
         from_candidate |= {
             "conversion_id": "candidate.conversion_id",
             "event_id": "candidate.c_event_id",
@@ -513,12 +605,20 @@ def _at_once_sql(kind: RecordKind) -> str:
         }
         conditions.append(_no_duplicate_sql(click="click.id", event="c_event_id", mode="c_mode"))
     event_link = "record.event_id" if kind is RecordKind.EVENT else "NULL::integer"
+    lock = ""
+    if kind is RecordKind.EVENT:
+        lock = """
+), locked AS (
+    SELECT v.id, v.status FROM tracking_conversion v
+    WHERE v.click_id = (SELECT id FROM the_click) FOR SHARE"""
     return f"""
-WITH click AS (
-    SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id,
-           (SELECT v.id FROM tracking_conversion v WHERE v.click_id = c.id) AS conversion_id
+WITH the_click AS (
+    SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id
     FROM (SELECT 1) AS one
-    LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s
+    LEFT JOIN tracking_click c ON c.transaction_id = %(transaction_id)s{lock}
+), click AS (
+    SELECT c.*, {conversion}
+    FROM the_click c{" LEFT JOIN locked v ON TRUE" if lock else ""}
 ), candidate AS (
     SELECT click.*, {candidate_columns}
     FROM click JOIN json_to_recordset(%(candidates)s::json) AS cand({candidate_types})
@@ -538,9 +638,14 @@ WITH click AS (
     RETURNING id
 )
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
-       (SELECT id FROM record), (SELECT id FROM log)
+       click.conversion_status, (SELECT id FROM record), (SELECT id FROM log)
 FROM click
 """  # noqa: S608 - only names and constants are interpolated
+
+
+#: The conversion's status the one-statement path predicts for an event (the common case);
+#: an event of a pending or rejected conversion takes the ordinary path.
+PREDICTED_CONVERSION_STATUS = "approved"
 
 
 def _candidate_offers(params: PostbackParams, defs: Definitions) -> Sequence[int]:
@@ -567,10 +672,17 @@ def _cached_event_names(defs: Definitions, offer_id: int) -> Mapping[str, object
 
 def _predicted(params: PostbackParams, offer_id: int) -> Facts:
     """The facts an accepted postback for ``offer_id`` finds, as far as they can be
-    foreseen: the click exists and is that offer's, and has its conversion for an event,
-    none for a conversion (the duplicate fact is left unknown: the rules assume none)."""
+    foreseen: the click exists and is that offer's, and has its conversion for an event
+    (approved, the common case: ``PREDICTED_CONVERSION_STATUS``), none for a conversion (the
+    duplicate fact is left unknown: the rules assume none)."""
     has_conversion = params.kind is RecordKind.EVENT
-    return Facts(click=ClickFacts(offer_id=offer_id, has_conversion=has_conversion))
+    return Facts(
+        click=ClickFacts(
+            offer_id=offer_id,
+            has_conversion=has_conversion,
+            conversion_status=PREDICTED_CONVERSION_STATUS if has_conversion else None,
+        )
+    )
 
 
 def _candidates(params: PostbackParams, defs: Definitions) -> list[Decision]:
@@ -633,14 +745,17 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     kind = params.kind
     first = candidates[0]
     now = timezone.now()
+    # Every candidate was decided on the same predicted conversion status, so they share
+    # the record's status; the money and offer differ and come from the candidate's row.
     record = _record_values(first, None, created_at=now)
     log = _log_values(request, first, None, created_at=now)
     values = _sql_values(_RECORDS[kind], record) | _sql_values(_AT_ONCE_LOG, log)
     values |= {
         "transaction_id": params.transaction_id,
         "version": defs.version,
-        # The same for every candidate; the statement checks it of the click it reads.
+        # The same for every candidate; the statement checks them of the click it reads.
         "has_conversion": _predicted(params, first.offer_id).click.has_conversion,
+        "conversion_status": _predicted(params, first.offer_id).click.conversion_status,
         "adv_sub": params.adv_sub,
         "candidates": json.dumps([_candidate_row(c) for c in candidates]),
     }

@@ -1,4 +1,5 @@
-"""``GET /api/v1/reports/``: conversions, events and money per day, offer, event, publisher.
+"""``GET /api/v1/reports/``: conversions, events and money per day, offer, event, publisher,
+status. Approved records only unless ``status`` (or grouping by status) says otherwise.
 
 The input is a django-filter FilterSet (so the OpenAPI schema documents it and bad input
 is a ``400`` with field messages); the numbers come from ``tracking.selectors``. The API and
@@ -27,9 +28,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from offers.models import Event, Offer, Publisher
-from tracking.filters import IdFilter, SinceFilter, UntilFilter
+from tracking.filters import IdFilter, SinceFilter, StatusFilter, UntilFilter
 from tracking.models import EventRecord
-from tracking.selectors import GROUP_KEYS, Period, report
+from tracking.selectors import COUNTED_STATUSES, GROUP_KEYS, Period, report
 
 #: The period a report covers when ``since``/``until`` are not given: the last 30 days,
 #: today included (the admin's Reports page and the API alike).
@@ -78,6 +79,13 @@ def report_bounds(
     return since, until
 
 
+class ReportStatusFilter(StatusFilter):
+    """Validated here, applied by the selectors (which count from the hourly totals too)."""
+
+    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
+        return qs
+
+
 class ReportFilterSet(django_filters.FilterSet):
     """The report's input. ``since``, ``until`` and ``offer`` are the read API's own filters
     (tracking/filters.py) and apply alike to conversions, event records and the postback
@@ -85,7 +93,12 @@ class ReportFilterSet(django_filters.FilterSet):
 
     group_by = GroupByFilter(
         choices=[(key, key) for key in GROUP_KEYS],
-        help_text="Comma-separated, one or more of day, offer, event, publisher (default day).",
+        help_text="Comma-separated, one or more of day, offer, event, publisher, status "
+        "(default day).",
+    )
+    status = ReportStatusFilter(
+        help_text="Count records in these statuses, comma-separated (default approved; with "
+        "status in group_by, default every status).",
     )
     since = SinceFilter(
         field_name="created_at",
@@ -99,7 +112,7 @@ class ReportFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = EventRecord
-        fields = ["group_by", "since", "until", "offer"]
+        fields = ["group_by", "status", "since", "until", "offer"]
 
     def clean_group_by(self) -> list[str]:
         """The validated grouping (call after ``is_valid()``), in GROUP_KEYS order."""
@@ -117,6 +130,16 @@ class ReportFilterSet(django_filters.FilterSet):
 
     def offer_id(self) -> int | None:
         return self.form.cleaned_data.get("offer")
+
+    def statuses(self) -> list[str] | None:
+        """The statuses to count (call after ``is_valid()``): as asked; else approved, or
+        every status (None) when grouping by status."""
+        chosen = self.form.cleaned_data.get("status")
+        if chosen:
+            return sorted(set(chosen))
+        if "status" in self.clean_group_by():
+            return None
+        return list(COUNTED_STATUSES)
 
 
 @extend_schema_field(
@@ -160,6 +183,7 @@ class ReportRowSerializer(serializers.Serializer):
     publisher_name = serializers.CharField(
         required=False, help_text="The publisher's name, beside its ID when grouping by publisher."
     )
+    status = serializers.CharField(required=False, help_text="Present when grouping by status.")
     currency = serializers.CharField()
     conversions = serializers.IntegerField()
     events = serializers.IntegerField()
@@ -248,7 +272,8 @@ class ReportView(GenericAPIView):
         summary="Conversions, events, revenue, payout and profit, grouped",
         description=(
             "Rows per group (`group_by`) and currency: amounts in two currencies are never "
-            "added up. Without `since` and `until` the report covers the last "
+            "added up. Approved records only, unless `status` (or `status` in `group_by`) "
+            "says otherwise. Without `since` and `until` the report covers the last "
             f"{DEFAULT_DAYS} days, today included, like the admin's Reports page; `period` in "
             "the answer says which period the rows cover. Grouped rows carry the name of "
             "each offer, event and publisher beside its ID."
@@ -294,11 +319,13 @@ class ReportView(GenericAPIView):
                 style="form",
                 explode=False,
                 description="Comma-separated, one or more of `day`, `offer`, `event`, "
-                "`publisher` (default `day`). Grouping by `event` puts conversions in rows "
-                "whose `event` is null.",
+                "`publisher`, `status` (default `day`). Grouping by `event` puts conversions "
+                "in rows whose `event` is null; grouping by `status` counts every status "
+                "unless `status` says otherwise.",
                 examples=[
                     OpenApiExample("Per day", value=["day"]),
                     OpenApiExample("Per day and event", value=["day", "event"]),
+                    OpenApiExample("Per status", value=["status"]),
                 ],
             ),
         ],
@@ -318,7 +345,12 @@ class ReportView(GenericAPIView):
             raise ValidationError(filterset.errors)
         group_by = filterset.clean_group_by()
         since, until = filterset.bounds()
-        rows = report(group_by=group_by, period=period_of(since, until), offer=filterset.offer_id())
+        rows = report(
+            group_by=group_by,
+            period=period_of(since, until),
+            offer=filterset.offer_id(),
+            statuses=filterset.statuses(),
+        )
         serializer = ReportRowSerializer(with_names(rows, group_by), many=True, group_by=group_by)
         return Response(
             {

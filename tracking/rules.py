@@ -41,7 +41,7 @@ from offers.definitions import (
     OfferEvents,
     tokens_match,
 )
-from tracking.models import Reason
+from tracking.models import Reason, RecordStatus
 
 REQUIRED_PARAMETERS = ("secure", "transaction_id")
 ADV_SUB_PARAMETERS = ("adv_sub", "adv_sub2", "adv_sub3", "adv_sub4", "adv_sub5")
@@ -72,7 +72,18 @@ STATUS = {
     Reason.NO_CONVERSION: 422,
     Reason.DUPLICATE_EVENT: 409,
     Reason.UNAVAILABLE: 503,
+    # Record status (docs/postbacks.md "Record status"; the status postback's own answers are
+    # decided in tracking/status.py).
+    Reason.CONVERSION_REJECTED: 422,
+    Reason.UPDATED: 200,
+    Reason.UNCHANGED: 200,
+    Reason.UNKNOWN_RECORD: 404,
+    Reason.AMBIGUOUS_RECORD: 409,
+    Reason.INVALID_TRANSITION: 409,
 }
+
+#: The status reason of an event recorded pending because its conversion is pending.
+CONVERSION_PENDING = "conversion_pending"
 
 # fullmatch with explicit ASCII classes: \d would accept other scripts' digits, and "$"
 # would accept a trailing newline.
@@ -92,6 +103,8 @@ class RecordKind(enum.StrEnum):
 
     CONVERSION = "conversion"
     EVENT = "event"
+    #: A status postback (tracking/status.py): it records nothing; its log rows say so.
+    STATUS = "status"
 
     @classmethod
     def of(cls, params: Mapping[str, str]) -> "RecordKind":
@@ -142,6 +155,9 @@ class ClickFacts:
 
     offer_id: int
     has_conversion: bool
+    #: The conversion's status (None without one): event checks 10a and the new record's
+    #: status depend on it.
+    conversion_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +207,11 @@ class Decision:
     #: Check 10 passed only because ``Facts.duplicate_event`` was not known: the write must
     #: make "no duplicate" its condition, and a refusal must be asked again with the fact.
     assumes_no_duplicate_event: bool = False
+    #: The status an accepted record is recorded in, and why (docs/postbacks.md "Record
+    #: status"); ``status_by_rule`` marks a status set by "events follow their conversion".
+    record_status: str = RecordStatus.APPROVED.value
+    record_status_reason: str = ""
+    status_by_rule: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -219,6 +240,8 @@ class Decision:
         body["revenue"] = str(self.revenue)
         body["payout"] = str(self.payout)
         body["currency"] = self.currency
+        body["record_status"] = self.record_status
+        body["record_status_reason"] = self.record_status_reason
         return body
 
 
@@ -307,9 +330,10 @@ def _invalid(name: str, problem: str) -> Refused:
     return Refused(Reason.INVALID_PARAMETER, f"Invalid parameter {name}: {problem}.")
 
 
-def unreadable(message: str) -> Decision:
-    """A request whose parameters could not be read at all (check 2, before any parameter)."""
-    return Decision(Reason.INVALID_PARAMETER, message, None)
+def unreadable(message: str, kind: RecordKind | None = None) -> Decision:
+    """A request whose parameters could not be read at all (check 2, before any parameter);
+    ``kind`` where the endpoint tells it (the status postback's)."""
+    return Decision(Reason.INVALID_PARAMETER, message, kind)
 
 
 # --- Checks 3 to 12: the click, the offer, the event, the money ---------------------------
@@ -462,9 +486,16 @@ def _decide_event(
     check_conversion_exists(click)
     mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
     links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
+    check_conversion_not_rejected(click)
     check_amount_given(params, event.money, what=f"The event “{event.name}”")
-    # Event check 12: accepted.
-    return _accepted(params, links, offer, event.money)
+    # Event check 12: accepted, in the status its conversion's status gives it.
+    status, reason, by_rule = event_record_status(click)
+    return replace(
+        _accepted(params, links, offer, event.money),
+        record_status=status,
+        record_status_reason=reason,
+        status_by_rule=by_rule,
+    )
 
 
 def check_event_known(
@@ -518,6 +549,25 @@ def duplicate_mode(event: EventDefinition, adv_sub: str) -> DuplicateMode:
     if not event.allow_multiple:
         return DuplicateMode.ANY_RECORD
     return DuplicateMode.SAME_ADV_SUB if adv_sub else DuplicateMode.NONE
+
+
+def check_conversion_not_rejected(click: ClickFacts) -> None:
+    """Event check 10a (docs/postbacks.md): the click's conversion is not rejected (after
+    the duplicate check, so a resent event still gets 409)."""
+    if click.conversion_status == RecordStatus.REJECTED:
+        raise Refused(
+            Reason.CONVERSION_REJECTED,
+            "The conversion of this transaction_id is rejected; its events are not recorded.",
+        )
+
+
+def event_record_status(click: ClickFacts) -> tuple[str, str, bool]:
+    """The status an accepted event is recorded in: ``pending`` (``conversion_pending``, set
+    by the rule "events follow their conversion", so approving the conversion approves it)
+    while its conversion is pending, else ``approved``. (status, reason, set by the rule)"""
+    if click.conversion_status == RecordStatus.PENDING:
+        return RecordStatus.PENDING.value, CONVERSION_PENDING, True
+    return RecordStatus.APPROVED.value, "", False
 
 
 def check_duplicate_event(facts: Facts, event: EventDefinition, mode: DuplicateMode) -> bool:

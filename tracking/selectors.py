@@ -2,10 +2,11 @@
 
 Two sources give the same numbers:
 
-- On PostgreSQL, ``tracking_hourlytotal`` (migration 0004_reports): per offer, UTC hour,
-  event (0 for conversions) and currency, kept exact by triggers in the transaction that
-  writes each record. A report for a period of whole hours, by day, offer and event, reads
-  a few thousand rows there instead of every record (docs/benchmarks.md).
+- On PostgreSQL, ``tracking_hourlytotal`` (migrations 0004_reports, 0006_record_status):
+  per offer, UTC hour, event (0 for conversions), currency and status, kept exact by
+  triggers in the transaction that writes or changes each record. A report for a period
+  of whole hours, by day, offer, event and status, reads a few thousand rows there
+  instead of every record (docs/benchmarks.md).
 - Otherwise (SQLite, grouping by publisher, a period that does not start and end on whole
   hours, other list filters) the records themselves, with queries shaped for the covering
   indexes in ``tracking/models.py``: filter on ``offer`` and a ``created_at`` range, read
@@ -26,9 +27,14 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from tracking.models import Conversion, EventRecord
+from tracking.models import Conversion, EventRecord, RecordStatus
 
-GROUP_KEYS = ("day", "offer", "event", "publisher")
+GROUP_KEYS = ("day", "offer", "event", "publisher", "status")
+#: What totals and reports count unless asked otherwise (docs/postbacks.md "Approving and
+#: rejecting").
+COUNTED_STATUSES = (RecordStatus.APPROVED.value,)
+#: Group keys that are the record's own column, not a ``<key>_id`` foreign key.
+_PLAIN_KEYS = ("day", "status")
 ZERO = Decimal("0.00")
 MONEY = DecimalField(max_digits=20, decimal_places=2)
 
@@ -57,19 +63,30 @@ def local_day():  # noqa: ANN201 - a query expression
     return TruncDate("created_at", tzinfo=timezone.get_default_timezone())
 
 
-def money_totals(queryset: QuerySet) -> QuerySet:
-    """Count, revenue, payout and profit of ``queryset`` (any filters), one row per currency."""
+def money_totals(queryset: QuerySet, *, by_status: bool = False) -> QuerySet:
+    """Count, revenue, payout and profit of ``queryset`` (any filters), one row per currency
+    (per status and currency with ``by_status``, approved first)."""
+    keys = ["status", "currency"] if by_status else ["currency"]
     return (
         queryset.order_by()
-        .values("currency")
+        .values(*keys)
         .annotate(
             count=Count("*"),
             revenue=money_sum("revenue"),
             payout=money_sum("payout"),
             profit=ExpressionWrapper(F("revenue") - F("payout"), output_field=MONEY),
         )
-        .order_by("currency")
+        .order_by(*keys)
     )
+
+
+def with_statuses(queryset: QuerySet, statuses: Sequence[str] | None) -> QuerySet:
+    """Only records in ``statuses`` (None: every status)."""
+    if statuses is None:
+        return queryset
+    if len(statuses) == 1:
+        return queryset.filter(status=statuses[0])
+    return queryset.filter(status__in=list(statuses))
 
 
 def count_by(queryset: QuerySet, field: str) -> QuerySet:
@@ -80,7 +97,7 @@ def count_by(queryset: QuerySet, field: str) -> QuerySet:
 def _grouped(queryset: QuerySet, group_by: Sequence[str]) -> QuerySet:
     if "day" in group_by:
         queryset = queryset.annotate(day=local_day())
-    keys = [key if key == "day" else f"{key}_id" for key in group_by]
+    keys = [key if key in _PLAIN_KEYS else f"{key}_id" for key in group_by]
     return (
         queryset.order_by()
         .values(*keys, "currency")
@@ -109,7 +126,7 @@ def _merge(
     rows: dict[tuple, dict[str, Any]] = {}
     for items, counter in sources:
         for item in items:
-            keys = {key: item.get(key if key == "day" else f"{key}_id") for key in group_by}
+            keys = {key: item.get(key if key in _PLAIN_KEYS else f"{key}_id") for key in group_by}
             identity = (*keys.values(), item["currency"])
             row = rows.get(identity)
             if row is None:
@@ -179,8 +196,16 @@ def rollup_covers(*, group_by: Sequence[str], period: Period) -> bool:
     )
 
 
-def _rollup_where(period: Period, offer: int | None, event: int | None = None) -> tuple:
+def _rollup_where(
+    period: Period,
+    offer: int | None,
+    event: int | None = None,
+    statuses: Sequence[str] | None = COUNTED_STATUSES,
+) -> tuple:
     conditions, params = ["TRUE"], []
+    if statuses is not None:
+        conditions.append("status IN (" + ", ".join(["%s"] * len(statuses)) + ")")
+        params.extend(statuses)
     if offer is not None:
         conditions.append("offer_id = %s")
         params.append(offer)
@@ -197,7 +222,11 @@ def _rollup_where(period: Period, offer: int | None, event: int | None = None) -
 
 
 def rollup_report_rows(
-    *, group_by: Sequence[str], period: Period, offer: int | None = None
+    *,
+    group_by: Sequence[str],
+    period: Period,
+    offer: int | None = None,
+    statuses: Sequence[str] | None = COUNTED_STATUSES,
 ) -> list[dict[str, Any]]:
     """The report from the hourly totals (see ``rollup_covers``); same rows as
     ``report_rows`` over the records."""
@@ -206,10 +235,11 @@ def rollup_report_rows(
         "day": "(hour AT TIME ZONE %s)::date",
         "offer": "offer_id",
         "event": "NULLIF(event_id, 0)",
+        "status": "status",
     }
     select = [columns[key] for key in group_by]
     params: list[Any] = [settings_zone()] if "day" in group_by else []
-    where, where_params = _rollup_where(period, offer)
+    where, where_params = _rollup_where(period, offer, statuses=statuses)
     numbered = ", ".join(str(i) for i in range(1, len(select) + 2))
     sql = f"""
         SELECT {", ".join([*select, "currency"])},
@@ -222,7 +252,7 @@ def rollup_report_rows(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *where_params])
         fetched = cursor.fetchall()
-    names = [key if key == "day" else f"{key}_id" for key in group_by]
+    names = [key if key in _PLAIN_KEYS else f"{key}_id" for key in group_by]
     items = [
         {
             **dict(zip(names, values[: len(names)], strict=True)),
@@ -238,28 +268,40 @@ def rollup_report_rows(
 
 
 def rollup_totals(
-    *, kind: str, period: Period, offer: int | None = None, event: int | None = None
+    *,
+    kind: str,
+    period: Period,
+    offer: int | None = None,
+    event: int | None = None,
+    statuses: Sequence[str] | None = None,
+    by_status: bool = False,
 ) -> list[dict[str, Any]]:
-    """Count, revenue, payout and profit per currency of ``kind`` ("conversion" or
-    "eventrecord") from the hourly totals; same rows as ``money_totals``."""
-    where, params = _rollup_where(period, offer, event)
+    """Count, revenue, payout and profit per currency (per status and currency with
+    ``by_status``) of ``kind`` ("conversion" or "eventrecord") from the hourly totals; same
+    rows as ``money_totals``. Every status unless ``statuses`` says which."""
+    where, params = _rollup_where(period, offer, event, statuses)
     where += " AND event_id = 0" if kind == "conversion" else " AND event_id <> 0"
+    keys = "status, currency" if by_status else "currency"
     sql = f"""
-        SELECT currency, sum(count)::bigint, sum(revenue), sum(payout) FROM tracking_hourlytotal
-        WHERE {where} GROUP BY currency HAVING sum(count) > 0 ORDER BY currency
+        SELECT {keys}, sum(count)::bigint, sum(revenue), sum(payout) FROM tracking_hourlytotal
+        WHERE {where} GROUP BY {keys} HAVING sum(count) > 0 ORDER BY {keys}
     """  # noqa: S608 - only fixed conditions are formatted in
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [
-            {
-                "currency": currency,
-                "count": count,
-                "revenue": revenue,
-                "payout": payout,
-                "profit": revenue - payout,
-            }
-            for currency, count, revenue, payout in cursor.fetchall()
-        ]
+        rows = cursor.fetchall()
+    totals = []
+    for row in rows:
+        *key, count, revenue, payout = row
+        item = {"status": key[0]} if by_status else {}
+        item |= {
+            "currency": key[-1],
+            "count": count,
+            "revenue": revenue,
+            "payout": payout,
+            "profit": revenue - payout,
+        }
+        totals.append(item)
+    return totals
 
 
 def settings_zone() -> str:
@@ -267,14 +309,19 @@ def settings_zone() -> str:
 
 
 def report(
-    *, group_by: Sequence[str], period: Period, offer: int | None = None
+    *,
+    group_by: Sequence[str],
+    period: Period,
+    offer: int | None = None,
+    statuses: Sequence[str] | None = COUNTED_STATUSES,
 ) -> list[dict[str, Any]]:
-    """The report for ``period`` (and ``offer``), from the hourly totals when they can
-    answer exactly, else from the records."""
+    """The report for ``period`` (and ``offer``) counting the records in ``statuses``
+    (approved by default; None: every status), from the hourly totals when they can answer
+    exactly, else from the records."""
     if rollup_covers(group_by=group_by, period=period):
-        return rollup_report_rows(group_by=group_by, period=period, offer=offer)
-    conversions = period.apply(Conversion.objects.all())
-    event_records = period.apply(EventRecord.objects.all())
+        return rollup_report_rows(group_by=group_by, period=period, offer=offer, statuses=statuses)
+    conversions = with_statuses(period.apply(Conversion.objects.all()), statuses)
+    event_records = with_statuses(period.apply(EventRecord.objects.all()), statuses)
     if offer is not None:
         conversions = conversions.filter(offer_id=offer)
         event_records = event_records.filter(offer_id=offer)

@@ -9,5 +9,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("postback", views.postback, name="postback"),
     path("postback/", views.postback),
+    path("postback/status", views.postback_status, name="postback-status"),
+    path("postback/status/", views.postback_status),
     path("", views.root, name="root"),
 ]

@@ -17,7 +17,9 @@ from django.views.decorators.http import require_GET
 from tracking.http import client_ip, header, hit_never_cache, query_params
 from tracking.models import Reason
 from tracking.postback import postback_process, postback_unreadable
+from tracking.rules import RecordKind
 from tracking.services import SUB_FIELDS, ClickRefused, click_record
+from tracking.status import status_postback_process
 
 SUB_VALUE_LIMIT = 255
 
@@ -106,8 +108,13 @@ def _query_if_readable(request: HttpRequest) -> dict[str, str]:
         return {}
 
 
-def _answer_postback(request: HttpRequest) -> JsonResponse:
-    """Parse the request, run the postback service once, render its outcome as JSON."""
+def _answer_postback(
+    request: HttpRequest,
+    process=postback_process,  # noqa: ANN001
+    kind: RecordKind | None = None,
+) -> JsonResponse:
+    """Parse the request, run the postback service (``process``: /postback's or the status
+    postback's) once, render its outcome as JSON."""
     if request.method not in POSTBACK_METHODS:
         response = JsonResponse(
             {
@@ -133,11 +140,10 @@ def _answer_postback(request: HttpRequest) -> JsonResponse:
                 user_agent=user_agent,
                 message=f"The request's parameters could not be read: {exc}"[:500],
                 params=_query_if_readable(request),
+                kind=kind,
             )
         else:
-            outcome = postback_process(
-                params=params, method=request.method, ip=ip, user_agent=user_agent
-            )
+            outcome = process(params=params, method=request.method, ip=ip, user_agent=user_agent)
     except (OperationalError, InterfaceError):
         # The database is unreachable (down, restarting, out of connections). Nothing was
         # recorded; the advertiser's system retries.
@@ -164,6 +170,15 @@ def postback(request: HttpRequest) -> HttpResponse:
     """``GET``/``POST /postback``: a conversion or event from an advertiser (SPEC "Postback
     endpoint"). The rules live in ``tracking.postback``."""
     return _answer_postback(request)
+
+
+@transaction.non_atomic_requests
+@csrf_exempt
+@hit_never_cache
+def postback_status(request: HttpRequest) -> HttpResponse:
+    """``GET``/``POST /postback/status``: an advertiser approves or rejects what it reported
+    (docs/postbacks.md "Approving and rejecting"). The rules live in ``tracking.status``."""
+    return _answer_postback(request, status_postback_process, RecordKind.STATUS)
 
 
 def _carries_postback(request: HttpRequest) -> bool:

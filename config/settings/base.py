@@ -147,7 +147,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"MoneyTypeEnum": "offers.models.MoneyType"},
+    "ENUM_NAME_OVERRIDES": {
+        "MoneyTypeEnum": "offers.models.MoneyType",
+        "OfferStatusEnum": "offers.models.Offer.Status",
+        "RecordStatusEnum": "tracking.models.RecordStatus",
+        "StatusChangeSourceEnum": "tracking.models.StatusChange.Source",
+    },
 }
 
 # Covering indexes (Index.include) are PostgreSQL-only; SQLite builds them without the

@@ -123,8 +123,26 @@ def fits(page: Page, selector: str) -> bool:
 @pytest.mark.parametrize(
     ("model", "columns"),
     [
-        ("conversion", ["revenue_display", "payout_display", "profit_display", "currency_code"]),
-        ("eventrecord", ["revenue_display", "payout_display", "profit_display", "currency_code"]),
+        (
+            "conversion",
+            [
+                "revenue_display",
+                "payout_display",
+                "profit_display",
+                "currency_code",
+                "status_display",
+            ],
+        ),
+        (
+            "eventrecord",
+            [
+                "revenue_display",
+                "payout_display",
+                "profit_display",
+                "currency_code",
+                "status_display",
+            ],
+        ),
         ("postbacklog", ["reason_display", "amount_param", "adv_sub_param", "status_display"]),
     ],
 )
@@ -153,8 +171,9 @@ def test_count_and_money_are_on_screen_without_scrolling_sideways(wide_page, mod
     if model == "postbacklog":
         assert names == ["reason", "count"]
     else:
-        assert names == ["currency", "count", "revenue", "payout", "profit"]
-        expect(first_row.nth(2)).to_have_text(
+        assert names == ["status", "currency", "count", "revenue", "payout", "profit"]
+        expect(first_row.nth(0)).to_have_text("approved")
+        expect(first_row.nth(3)).to_have_text(
             "37,037.01 USD" if model == "conversion" else "4,500.00 USD"
         )
     for i in range(1, headers.count()):

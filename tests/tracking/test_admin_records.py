@@ -137,17 +137,17 @@ def test_totals_count_and_add_money_per_currency_for_what_is_filtered(admin_clie
 
     everything = totals_rows(changelist(admin_client, "conversion"))
     assert everything == [
-        ["EUR", "1", "9.99 EUR", "3.00 EUR", "6.99 EUR"],
-        ["USD", "2", "6.10 USD", "5.20 USD", "0.90 USD"],
+        ["approved", "EUR", "1", "9.99 EUR", "3.00 EUR", "6.99 EUR"],
+        ["approved", "USD", "2", "6.10 USD", "5.20 USD", "0.90 USD"],
     ]
     one_offer = totals_rows(
         changelist(admin_client, "conversion", offer__id__exact=recorded["other_offer"].pk)
     )
-    assert one_offer == [["EUR", "1", "9.99 EUR", "3.00 EUR", "6.99 EUR"]]
+    assert one_offer == [["approved", "EUR", "1", "9.99 EUR", "3.00 EUR", "6.99 EUR"]]
     by_publisher = totals_rows(
         changelist(admin_client, "conversion", publisher__id__exact=recorded["publisher"].pk)
     )
-    assert by_publisher == [["USD", "1", "5.00 USD", "3.00 USD", "2.00 USD"]]
+    assert by_publisher == [["approved", "USD", "1", "5.00 USD", "3.00 USD", "2.00 USD"]]
 
 
 def test_event_record_totals_follow_the_event_filter(admin_client, recorded):
@@ -156,9 +156,9 @@ def test_event_record_totals_follow_the_event_filter(admin_client, recorded):
     rows = totals_rows(
         changelist(admin_client, "eventrecord", event__id__exact=recorded["event"].pk)
     )
-    assert rows == [["USD", "1", "2.00 USD", "1.00 USD", "1.00 USD"]]
+    assert rows == [["approved", "USD", "1", "2.00 USD", "1.00 USD", "1.00 USD"]]
     assert totals_rows(changelist(admin_client, "eventrecord")) == [
-        ["USD", "2", "6.00 USD", "2.00 USD", "4.00 USD"]
+        ["approved", "USD", "2", "6.00 USD", "2.00 USD", "4.00 USD"]
     ]
 
 
@@ -213,7 +213,7 @@ def test_the_lists_show_the_last_30_days_unless_another_period_is_chosen(admin_c
 
     default = changelist(admin_client, "conversion")
     assert listed_ids(default) == {recent.pk}
-    assert totals_rows(default) == [["USD", "1", "5.00 USD", "3.00 USD", "2.00 USD"]]
+    assert totals_rows(default) == [["approved", "USD", "1", "5.00 USD", "3.00 USD", "2.00 USD"]]
     assert listed_ids(changelist(admin_client, "conversion", period="all")) == {recent.pk, old.pk}
     day = timezone.localtime(old.created_at).date().isoformat()
     assert listed_ids(changelist(admin_client, "conversion", since=day, until=day)) == {old.pk}
@@ -303,7 +303,9 @@ def test_amounts_are_grouped_with_two_decimals_and_the_currency_beside_totals(ad
 
     html = changelist(admin_client, "conversion")
 
-    assert totals_rows(html) == [["USD", "1", "12,345.60 USD", "1,000.00 USD", "11,345.60 USD"]]
+    assert totals_rows(html) == [
+        ["approved", "USD", "1", "12,345.60 USD", "1,000.00 USD", "11,345.60 USD"]
+    ]
     assert '<td class="field-revenue_display">12,345.60</td>' in html
     assert '<td class="field-amount_display">49.90</td>' in html
     assert "49.9000" not in html

@@ -80,6 +80,10 @@ def test_conversions_list_is_paginated_with_their_fields(analyst_client):
         "adv_sub3": "",
         "adv_sub4": "",
         "adv_sub5": "",
+        "status": "approved",
+        "status_reason": "",
+        "status_changed_at": row["status_changed_at"],
+        "status_history": [],
     }
 
 

@@ -54,6 +54,9 @@ def test_analysts_export_event_records_with_every_column(analyst_browser):
         currency="EUR",
         adv_sub="ORDER-7",
         created_at=datetime(2026, 11, 2, 10, 30, tzinfo=UTC),
+        status="pending",
+        status_reason="checking",
+        status_changed_at=datetime(2026, 11, 3, 9, 0, tzinfo=UTC),
     )
 
     rows = export(analyst_browser, "eventrecord", period="all")
@@ -74,6 +77,9 @@ def test_analysts_export_event_records_with_every_column(analyst_browser):
             "revenue": "2.50",
             "payout": "1.20",
             "currency": "EUR",
+            "status": "pending",
+            "status_reason": "checking",
+            "status_changed_at": "2026-11-03T09:00:00+00:00",
             "amount": "25.0000",
             "adv_sub": "ORDER-7",
             "adv_sub2": "",

@@ -94,6 +94,8 @@ def test_a_conversion_naming_its_offer_is_accepted_and_logged_whole(client, netw
         "revenue": "5.00",
         "payout": "3.00",
         "currency": "EUR",
+        "record_status": "approved",
+        "record_status_reason": "",
     }
     assert (conversion.click_id, conversion.publisher_id, conversion.adv_sub) == (
         click.pk,

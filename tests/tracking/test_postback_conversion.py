@@ -39,6 +39,8 @@ def test_conversion_is_accepted_recorded_and_answered_in_json(client):
         "revenue": "5.00",
         "payout": "3.00",
         "currency": "USD",
+        "record_status": "approved",
+        "record_status_reason": "",
     }
     assert (conversion.click, conversion.offer, conversion.publisher) == (
         click,

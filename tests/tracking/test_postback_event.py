@@ -55,6 +55,8 @@ def test_event_by_id_is_accepted_with_the_specs_json_shape(client, converted):
         "revenue": "2.00",
         "payout": "1.00",
         "currency": "USD",
+        "record_status": "approved",
+        "record_status_reason": "",
     }
     assert (record.event, record.conversion, record.click) == (
         event,

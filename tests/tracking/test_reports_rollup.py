@@ -112,7 +112,7 @@ def test_changing_or_deleting_a_record_keeps_the_totals_exact(records):
 def test_truncating_the_records_empties_the_totals(records):
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # run the deferred key checks first
-        cursor.execute("TRUNCATE tracking_eventrecord")
+        cursor.execute("TRUNCATE tracking_statuschange, tracking_eventrecord")
     assert all(row[2] == 0 for row in hourly_totals())  # only conversions are left
     assert hourly_totals() == recomputed()
 

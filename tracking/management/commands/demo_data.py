@@ -13,8 +13,17 @@ from offers.models import Advertiser, MoneyType, Offer, Publisher
 from offers.money import earned
 from offers.services import advertiser_create, event_create
 from offers.tokens import mask_token
-from tracking.models import Click, Conversion, EventRecord, PostbackLog, Reason
+from tracking.models import (
+    Click,
+    Conversion,
+    EventRecord,
+    PostbackLog,
+    Reason,
+    RecordStatus,
+    StatusChange,
+)
 from tracking.services import generate_transaction_id
+from tracking.status import record_status_change
 
 BATCH = 5000
 
@@ -286,6 +295,22 @@ class Command(BaseCommand):
                 )
             )
         PostbackLog.objects.bulk_create(logs, batch_size=BATCH)
+        # Later, advertisers reject some sales and managers hold some for review, as they do
+        # (docs/postbacks.md "Approving and rejecting"); their events follow.
+        for conversion in rng.sample(conversions, k=len(conversions) // 25):
+            record_status_change(
+                record=conversion,
+                status=RecordStatus.REJECTED,
+                reason=rng.choice(["refunded", "chargeback", "duplicate order"]),
+                source=StatusChange.Source.POSTBACK,
+            )
+        for conversion in rng.sample(conversions, k=len(conversions) // 30):
+            record_status_change(
+                record=conversion,
+                status=RecordStatus.PENDING,
+                reason="checking the traffic",
+                source=StatusChange.Source.ADMIN,
+            )
         return {
             "advertisers": len(ADVERTISERS),
             "publishers": len(publishers),
