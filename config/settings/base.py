@@ -13,7 +13,7 @@ TRACKING_BASE_URL = env("TRACKING_BASE_URL", default="http://127.0.0.1:8000").rs
 USE_X_FORWARDED_FOR = env.bool("USE_X_FORWARDED_FOR", default=False)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.ClicktrailAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
