@@ -36,7 +36,7 @@ def test_the_workers_and_the_retention_timer_run_their_commands():
 
     assert deliveries["ExecStart"].endswith("manage.py deliver_postbacks")
     assert deliveries["Restart"] == "always"
-    assert prune["ExecStart"].endswith("manage.py prune")
+    assert prune["ExecStart"].endswith("manage.py prune --apply")
     assert prune["Type"] == "oneshot"
     assert timer["OnCalendar"] and timer["Persistent"] == "true"
 
