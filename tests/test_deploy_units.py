@@ -41,6 +41,15 @@ def test_the_workers_and_the_retention_timer_run_their_commands():
     assert timer["OnCalendar"] and timer["Persistent"] == "true"
 
 
+def test_the_early_events_sweep_runs_every_minute():
+    sweep = unit("clicktrail-kept-postbacks.service")["Service"]
+    timer = unit("clicktrail-kept-postbacks.timer")["Timer"]
+
+    assert sweep["ExecStart"].endswith("manage.py kept_postbacks")
+    assert sweep["Type"] == "oneshot"
+    assert timer["OnCalendar"] == "*-*-* *:*:00"
+
+
 def test_the_environment_example_names_every_setting_production_needs():
     names = {
         line.split("=", 1)[0]
