@@ -1,6 +1,9 @@
 # Clicktrail: `make run` serves a demo on SQLite, `make test` runs the whole suite.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The first of these that is Python 3.11 or newer (Django 5.2 supports 3.10-3.14; we need
+# 3.11+). Override with `make PYTHON=/path/to/python …`.
+PYTHON ?= $(firstword $(foreach py,python3.13 python3.12 python3.11 python3,\
+  $(if $(shell command -v $(py) >/dev/null 2>&1 && $(py) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo ok),$(py))))
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
@@ -10,7 +13,8 @@ LOCAL_PG := postgres://postgres@127.0.0.1:5432/clicktrail
 .PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports bench-retention serve bench-deliveries
 
 $(BIN)/python:
-	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required"; exit 1; }
+	@[ -n "$(PYTHON)" ] && command -v $(PYTHON) >/dev/null \
+	  || { echo "Python 3.11 or newer is required (python3.13, python3.12, python3.11 or python3)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

@@ -11,10 +11,6 @@ from tracking import admin_deliveries, admin_views, api_deliveries
 from tracking import api as tracking_api
 from tracking.reports import ReportView
 
-admin.site.site_header = "Clicktrail"
-admin.site.site_title = "Clicktrail"
-admin.site.index_title = "Tracking administration"
-
 
 @csrf_exempt  # a 404 whatever the method: no CSRF page for a path that does not exist
 def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:

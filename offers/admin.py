@@ -20,18 +20,21 @@ from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils import formats
+from django.utils.html import format_html, format_html_join
 
 from offers.admin_postbacks import PublisherPostbackInline
 from offers.caps import cap_created, cap_usage
 from offers.forms import EVENT_FIELDS, AdvertiserAddForm, AdvertiserForm, EventForm, OfferForm
 from offers.models import Advertiser, Event, Offer, OfferCap, Publisher
+from offers.parameters import DOUBLE_COUNT_WARNING, counts_resends_again
 from offers.postback_urls import (
     conversion_status_url,
     event_postback_url,
     event_status_url,
     global_postback_url,
     offer_postback_url,
+    placeholder_mismatches,
     tracking_url,
 )
 from offers.services import (
@@ -68,10 +71,12 @@ TRACKING_SUBS = ["aff_sub", "aff_sub2", "aff_sub3", "aff_sub4", "aff_sub5", "sou
 
 
 def money_rule(money_type: str, value: Decimal, currency: str) -> str:
-    """``2.50 USD`` for an amount, ``30.00 % of sale`` for CPS."""
+    """``1,250.00 USD (CPA)`` for an amount, ``30.00 % of sale (CPS)`` for a percentage,
+    through Django's number formatting."""
+    shown = formats.number_format(value, decimal_pos=2, force_grouping=True)
     if money_type == "CPS":
-        return f"{value} % of sale (CPS)"
-    return f"{value} {currency} ({money_type})"
+        return f"{shown} % of sale (CPS)"
+    return f"{shown} {currency} ({money_type})"
 
 
 def reveals_tokens(request: HttpRequest) -> bool:
@@ -201,13 +206,73 @@ class AdvertiserAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/offers/advertiser/rotate_token.html", context)
 
 
+#: The most tracking links a publisher's page lists (the active offers, newest first).
+PUBLISHER_LINKS = 50
+
+
 @admin.register(Publisher)
 class PublisherAdmin(admin.ModelAdmin):
     list_display = ["name", "id", "created_at"]
     search_fields = ["name", "id__exact"]
-    readonly_fields = ["created_at"]
-    fields = ["name", "created_at"]
+    readonly_fields = ["publisher_id", "tracking_links", "created_at"]
     inlines = [PublisherPostbackInline]
+
+    def get_fields(self, request: HttpRequest, obj: Publisher | None = None) -> list[str]:
+        if obj is None:
+            return ["name"]
+        return ["name", "publisher_id", "tracking_links", "created_at"]
+
+    @admin.display(description="Publisher ID")
+    def publisher_id(self, publisher: Publisher) -> str:
+        return format_html(
+            '<code>{}</code> <span class="help">(the <code>aff_id</code> of its tracking '
+            "links)</span>",
+            publisher.pk,
+        )
+
+    @admin.display(description="Tracking links")
+    def tracking_links(self, publisher: Publisher) -> str:
+        """The link of every active offer for this publisher, each with a copy button."""
+        offers = list(
+            Offer.objects.filter(status=Offer.Status.ACTIVE).order_by("-id")[: PUBLISHER_LINKS + 1]
+        )
+        if not offers:
+            return "No active offer yet."
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a> <span class="ct-quiet">(ID {})</span></td>'
+            '<td><span class="ct-copy-row"><code class="ct-url">{}</code>'
+            '<button type="button" class="button ct-copy" data-copy="{}">Copy</button>'
+            "</span></td></tr>",
+            (
+                (
+                    reverse("admin:offers_offer_change", args=[offer.pk]) + "#tracking",
+                    offer.name,
+                    offer.pk,
+                    url,
+                    url,
+                )
+                for offer in offers[:PUBLISHER_LINKS]
+                for url in [tracking_url(offer, publisher_id=publisher.pk)]
+            ),
+        )
+        more = (
+            format_html(
+                '<p class="help">The {} newest active offers; every offer\'s Tracking tab '
+                "builds the link too.</p>",
+                PUBLISHER_LINKS,
+            )
+            if len(offers) > PUBLISHER_LINKS
+            else ""
+        )
+        return format_html(
+            '<table class="ct-publisher-links" data-publisher-links><thead><tr>'
+            '<th scope="col">Offer</th><th scope="col">Tracking link</th></tr></thead>'
+            '<tbody>{}</tbody></table><p class="help">Publishers may add <code>aff_sub</code> … '
+            "<code>aff_sub5</code> and <code>source</code> to a link.</p>{}",
+            rows,
+            more,
+        )
 
 
 @dataclass(frozen=True)
@@ -218,6 +283,7 @@ class EventRow:
     revenue: str
     payout: str
     postback_url: str
+    warnings: tuple[str, ...] = ()
     status_url: str = ""
 
 
@@ -238,6 +304,29 @@ class OfferCapInline(admin.TabularInline):
             return "—"
         used = cap_usage([cap])[cap.pk]
         return format_html("{} of {}", f"{used:.2f}", f"{cap.limit:.2f}")
+
+
+def double_counts(event: Event, offer: Offer) -> bool:
+    return counts_resends_again(
+        allow_multiple=event.allow_multiple,
+        offer_mapping=offer.parameters,
+        event_mapping=event.parameters,
+    )
+
+
+def url_warnings(offer: Offer, events: list[Event]) -> dict[int, list[str]]:
+    """Per event ID, what is wrong with the URL the advertiser would be given."""
+    warnings: dict[int, list[str]] = {}
+    for event in events:
+        if double_counts(event, offer):
+            warnings.setdefault(event.pk, []).append(DOUBLE_COUNT_WARNING)
+    for event, name, conversion, placeholder in placeholder_mismatches(offer, events):
+        warnings.setdefault(event.pk, []).append(
+            f"This URL has {name}={placeholder} but the offer's conversion URL has "
+            f"{name}={conversion}: the advertiser's partner fills only one of them. Use the "
+            "same preset for the offer (its parameter mapping above) and its events."
+        )
+    return warnings
 
 
 @admin.register(Offer)
@@ -339,12 +428,14 @@ class OfferAdmin(admin.ModelAdmin):
     def _offer_context(self, request: HttpRequest, offer: Offer) -> dict[str, Any]:
         advertiser = offer.advertiser
         events = list(Event.objects.filter(offer=offer).order_by("id"))
+        warnings = url_warnings(offer, events)
         rows = [
             EventRow(
                 event=event,
                 revenue=money_rule(event.revenue_type, event.revenue_value, offer.currency),
                 payout=money_rule(event.payout_type, event.payout_value, offer.currency),
                 postback_url=shown_url(request, event_postback_url(event, offer=offer), advertiser),
+                warnings=tuple(warnings.get(event.pk, ())),
                 status_url=shown_url(request, event_status_url(event, offer=offer), advertiser),
             )
             for event in events
@@ -395,7 +486,7 @@ class EventAdmin(admin.ModelAdmin):
     """Events are defined from their offer's Revenue & Payout tab and return to it."""
 
     form = EventForm
-    list_display = ["name", "id", "offer", "revenue", "payout", "allow_multiple"]
+    list_display = ["name", "id", "offer", "revenue", "payout", "allow_multiple_display"]
     list_filter = ["allow_multiple", "offer__advertiser"]
     list_select_related = ["offer"]
     search_fields = ["name", "id__exact", "offer__name"]
@@ -404,6 +495,22 @@ class EventAdmin(admin.ModelAdmin):
     @admin.display(description="Revenue")
     def revenue(self, event: Event) -> str:
         return money_rule(event.revenue_type, event.revenue_value, event.offer.currency)
+
+    @admin.display(description="Allow multiple", ordering="allow_multiple")
+    def allow_multiple_display(self, event: Event) -> str:
+        """Yes/no (the field's whole label is on hover), and a warning when every resend
+        would be counted again."""
+        shown = format_html(
+            '<span title="Allow multiple events with the same click ID">{}</span>',
+            "Yes" if event.allow_multiple else "No",
+        )
+        if double_counts(event, event.offer):
+            return format_html(
+                '{} <span class="ct-warning-badge" title="{}">no adv_sub: resends count</span>',
+                shown,
+                DOUBLE_COUNT_WARNING,
+            )
+        return shown
 
     @admin.display(description="Payout")
     def payout(self, event: Event) -> str:
@@ -454,6 +561,7 @@ class EventAdmin(admin.ModelAdmin):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self.instance.offer = offer
+                self.inherit_from(offer)
 
         return EventOfOfferForm
 
@@ -486,6 +594,8 @@ class EventAdmin(admin.ModelAdmin):
             ]
             event_update(event=obj, **{name: form.cleaned_data[name] for name in names})
         # Additions were made by event_create in save_form.
+        if double_counts(obj, obj.offer):
+            self.message_user(request, f"“{obj.name}”: {DOUBLE_COUNT_WARNING}", messages.WARNING)
 
     def save_related(
         self, request: HttpRequest, form: ModelForm, formsets: list, change: bool

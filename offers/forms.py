@@ -1,5 +1,6 @@
 """Admin forms for the definitions: the parameter mapping editor and the event form."""
 
+import copy
 import json
 from typing import Any
 
@@ -12,7 +13,10 @@ from django.utils.safestring import SafeString
 from offers.allow_list import normalise_allow_list
 from offers.models import Advertiser, Event, Offer
 from offers.parameters import (
+    DEFAULT_PLACEHOLDER,
+    DOUBLE_COUNT_WARNING,
     PRESET_LABELS,
+    PRESET_NOTES,
     PRESETS,
     SUPPORTED_PARAMETERS,
     ordered_mapping,
@@ -57,6 +61,9 @@ class ParameterMappingWidget(forms.Widget):
     """
 
     template_name = "admin/offers/widgets/parameter_mapping.html"
+    #: For an event's mapping: its offer's, which the event URL carries where the event
+    #: maps nothing (shown as the inputs' placeholders, and checked for adv_sub).
+    inherited: dict[str, str] | None = None
 
     def format_value(self, value: Any) -> dict[str, str]:
         if isinstance(value, str):
@@ -69,6 +76,7 @@ class ParameterMappingWidget(forms.Widget):
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
         mapping = context["widget"]["value"]
+        inherited = self.inherited or {}
         context["rows"] = [
             {
                 "name": parameter,
@@ -76,13 +84,25 @@ class ParameterMappingWidget(forms.Widget):
                 "input_id": f"id_{name}__{parameter}",
                 "meaning": meaning,
                 "placeholder": mapping.get(parameter, "") if isinstance(mapping, dict) else "",
+                "inherited": inherited.get(parameter, ""),
             }
             for parameter, meaning in SUPPORTED_PARAMETERS.items()
         ]
         context["presets"] = [
-            {"key": key, "label": PRESET_LABELS.get(key, key), "json": json.dumps(mapping)}
+            {
+                "key": key,
+                "label": PRESET_LABELS.get(key, key),
+                "json": json.dumps(mapping),
+                "note": PRESET_NOTES.get(key, ""),
+            }
             for key, mapping in PRESETS.items()
         ]
+        context["is_event"] = self.inherited is not None
+        context["inherited_json"] = json.dumps(inherited)
+        context["offer_transaction_placeholder"] = inherited.get(
+            "transaction_id", DEFAULT_PLACEHOLDER
+        )
+        context["double_count_warning"] = DOUBLE_COUNT_WARNING
         return context
 
     def render(
@@ -207,6 +227,17 @@ class EventForm(forms.ModelForm):
         fields = EVENT_FIELDS
         labels = EVENT_LABELS
         help_texts = EVENT_HELP
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A copy: the widget instance belongs to this form only.
+        self.fields["parameters"].widget = copy.copy(self.fields["parameters"].widget)
+        if self.instance.offer_id:
+            self.inherit_from(self.instance.offer)
+
+    def inherit_from(self, offer: Offer) -> None:
+        """Show the offer's mapping, which the event URL inherits, in the mapping editor."""
+        self.fields["parameters"].widget.inherited = dict(offer.parameters)
 
     def validate_unique(self) -> None:
         # The offer is not a field of this form, so Django would skip the constraints that

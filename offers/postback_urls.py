@@ -73,6 +73,29 @@ def event_postback_url(event: Event, *, offer: Offer | None = None) -> str:
     return _render(params)
 
 
+#: Parameters whose placeholder is the partner's macro for one same value in every URL of an
+#: offer: a conversion URL and an event URL that disagree cannot both be filled.
+SHARED_PLACEHOLDERS = ("transaction_id",)
+
+
+def placeholder_mismatches(offer: Offer, events: list[Event]) -> list[tuple[Event, str, str, str]]:
+    """Where an event's URL shows another placeholder than the offer's conversion URL.
+
+    ``(event, parameter, conversion placeholder, event placeholder)`` for each event whose
+    ``transaction_id`` placeholder differs from the conversion URL's, e.g. ``{clickid}``
+    (AppsFlyer) in the event and ``REPLACE`` in the conversion: the advertiser would be given
+    two URLs of which only one is filled by their partner.
+    """
+    found = []
+    for name in SHARED_PLACEHOLDERS:
+        conversion = offer.parameters.get(name, DEFAULT_PLACEHOLDER)
+        for event in events:
+            placeholder = {**offer.parameters, **event.parameters}.get(name, DEFAULT_PLACEHOLDER)
+            if placeholder != conversion:
+                found.append((event, name, conversion, placeholder))
+    return found
+
+
 def tracking_url(offer: Offer, *, publisher_id: int | str = "REPLACE", **subs: str) -> str:
     """The tracking link a publisher shares: ``…/click?offer_id=…&aff_id=…`` plus sub-IDs."""
     params = [("offer_id", str(offer.pk)), ("aff_id", quote(str(publisher_id), safe=""))]

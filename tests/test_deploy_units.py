@@ -36,9 +36,18 @@ def test_the_workers_and_the_retention_timer_run_their_commands():
 
     assert deliveries["ExecStart"].endswith("manage.py deliver_postbacks")
     assert deliveries["Restart"] == "always"
-    assert prune["ExecStart"].endswith("manage.py prune")
+    assert prune["ExecStart"].endswith("manage.py prune --apply")
     assert prune["Type"] == "oneshot"
     assert timer["OnCalendar"] and timer["Persistent"] == "true"
+
+
+def test_the_early_events_sweep_runs_every_minute():
+    sweep = unit("clicktrail-kept-postbacks.service")["Service"]
+    timer = unit("clicktrail-kept-postbacks.timer")["Timer"]
+
+    assert sweep["ExecStart"].endswith("manage.py kept_postbacks")
+    assert sweep["Type"] == "oneshot"
+    assert timer["OnCalendar"] == "*-*-* *:*:00"
 
 
 def test_the_environment_example_names_every_setting_production_needs():

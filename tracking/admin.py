@@ -9,6 +9,7 @@ and shows the last 30 days unless another period is chosen.
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -20,9 +21,10 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
 from offers.models import Offer
 from tracking.csv_export import csv_response
@@ -60,6 +62,68 @@ REPORT_STATUS_CHOICES = [
 ]
 DEFAULT_DAYS = 30
 REPORT_MAX_DAYS = 366
+#: The list filters the Reports page understands, as the lists name them.
+REPORT_FILTERS = {
+    "offer__id__exact": "offer",
+    "offer": "offer",
+    "since": "since",
+    "until": "until",
+    "status__exact": "status",
+}
+
+
+def amount_text(value: Decimal | None) -> str:
+    """An amount as people read it, through Django's localisation: ``1,234.50``.
+
+    Two decimals, more only where the value has them (a sale ``amount`` is stored with four
+    places, ``49.9000`` shows ``49.90``, ``0.1234`` keeps its four).
+    """
+    if value is None:
+        return ""
+    places = max(2, -value.normalize().as_tuple().exponent)
+    return formats.number_format(value, decimal_pos=places, force_grouping=True)
+
+
+def moment(value: datetime) -> str:
+    """A short local time for a list cell, the whole one (with the zone) on hover."""
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{} <span class="ct-quiet">{}</span></time>',
+        value.isoformat(),
+        formats.date_format(local, "DATETIME_FORMAT") + f" ({local.tzname()})",
+        local.strftime("%Y-%m-%d"),
+        local.strftime("%H:%M"),
+    )
+
+
+def named(obj: Any) -> str:
+    """A definition by its name, its ID on hover (the name alone saves a list's width)."""
+    if obj is None:
+        return "-"
+    return format_html('<span title="ID {}">{}</span>', obj.pk, obj.name)
+
+
+def long_code(value: str) -> str:
+    """A long identifier cut short by CSS: the whole value is on hover and is what a
+    selection copies."""
+    if not value:
+        return "-"
+    return format_html('<span class="ct-code" title="{}">{}</span>', value, value)
+
+
+REASON_LABELS = dict(Reason.choices)
+
+
+def reason_badge(reason: str) -> str:
+    """The reason's label, coloured by outcome, with its code (what the API and the
+    endpoint's JSON say) on hover."""
+    return format_html(
+        '<span class="ct-reason ct-reason-{}" title="{}">{}</span>',
+        # A status postback's updated / unchanged answers are accepted ones too.
+        "accepted" if reason in (Reason.ACCEPTED, Reason.UPDATED, Reason.UNCHANGED) else "rejected",
+        reason,
+        REASON_LABELS.get(reason, reason),
+    )
 
 
 class CappedPaginator(Paginator):
@@ -167,13 +231,28 @@ class RecordAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 100
     # Sorting millions of rows by an unindexed column would take seconds: newest first only.
-    sortable_by = ["created_at"]
+    sortable_by = ["created"]
     change_list_template = "admin/tracking/change_list.html"
     #: Exact-match search: these are the fields a search term is compared with.
     search_fields = ["transaction_id"]
     search_help_text = "Exact transaction_id or adv_sub."
     #: (CSV header, ``values_list`` path) of each exported column.
     csv_columns: list[tuple[str, str]] = []
+    #: Model fields the detail page shows through a display method (a human label, amounts
+    #: formatted, parameters as a table): field name → method name.
+    detail_displays: dict[str, str] = {}
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*super().get_readonly_fields(request, obj), *self.detail_displays.values()]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """The model's fields in their order, each through its display method if it has one."""
+        shown: list[str] = []
+        for name in super().get_fields(request, obj):
+            name = self.detail_displays.get(name, name)
+            if name not in shown:
+                shown.append(name)
+        return shown
 
     @property
     def count_cap(self) -> int:
@@ -181,6 +260,52 @@ class RecordAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="time", ordering="created_at")
+    def created(self, record: Any) -> str:
+        return moment(record.created_at)
+
+    @admin.display(description="IP address")
+    def ip_address(self, record: Any) -> str:
+        return record.ip or "-"
+
+    @admin.display(description="offer")
+    def offer_name(self, record: Any) -> str:
+        return named(record.offer)
+
+    @admin.display(description="publisher")
+    def publisher_name(self, record: Any) -> str:
+        return named(record.publisher)
+
+    @admin.display(description="offer / event")
+    def offer_event(self, record: Any) -> str:
+        """The offer, and under it the event (one column: the list's width is for money)."""
+        if record.event_id is None:
+            return named(record.offer)
+        # The log keeps the ID of an event deleted since (its link has no constraint).
+        event = record.event
+        return format_html(
+            '{}<br><span class="ct-event" title="event ID {}">{}</span>',
+            named(record.offer),
+            record.event_id,
+            event.name if event is not None else f"event {record.event_id} (deleted)",
+        )
+
+    def reports_url(self, changelist: Any) -> str:
+        """The Reports page for what the list shows: its offer and its period."""
+        params = changelist.get_filters_params()
+        query = {}
+        for name, report_name in REPORT_FILTERS.items():
+            values = params.get(name)
+            if values:
+                query[report_name] = values[-1] if isinstance(values, list) else values
+        if params.get("period") and not (query.get("since") or query.get("until")):
+            # "All time": the longest period the Reports page draws, up to today.
+            today = timezone.localdate()
+            query["since"] = (today - timedelta(days=REPORT_MAX_DAYS - 1)).isoformat()
+            query["until"] = today.isoformat()
+        url = reverse("admin:tracking_reports")
+        return url + ("?" + urlencode(query) if query else "")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # nobody edits a recorded row by hand, superusers included
@@ -215,8 +340,10 @@ class RecordAdmin(admin.ModelAdmin):
                 reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_export")
                 + changelist.get_query_string()
             )
-            context["reports_url"] = reverse("admin:tracking_reports")
+            context["reports_url"] = self.reports_url(changelist)
             context["count_cap"] = LIST_COUNT_CAP
+            # Django says "Select event record to view" to whoever may not change them (all).
+            context["title"] = capfirst(self.opts.verbose_name_plural)
         return response
 
     def get_urls(self) -> list:
@@ -265,16 +392,17 @@ def _money_columns() -> list[tuple[str, str]]:
 class ClickAdmin(RecordAdmin):
     list_display = [
         "id",
-        "created_at",
-        "transaction_id",
-        "offer",
-        "publisher",
+        "created",
+        "transaction_code",
+        "offer_name",
+        "publisher_name",
         "aff_sub",
         "source",
-        "ip",
+        "ip_address",
         "is_test",
     ]
-    list_display_links = ["id", "transaction_id"]
+    list_display_links = ["id", "transaction_code"]
+    detail_displays = {"ip": "ip_address"}
     list_filter = [PeriodFilter, "offer", "offer__advertiser", "publisher", "is_test"]
     list_select_related = ["offer", "publisher"]
     search_help_text = "Exact transaction_id."
@@ -300,6 +428,10 @@ class ClickAdmin(RecordAdmin):
 
     def search_condition(self, term: str) -> Q:
         return Q(transaction_id=term)
+
+    @admin.display(description="transaction_id")
+    def transaction_code(self, click: Click) -> str:
+        return long_code(click.transaction_id)
 
     def totals(self, changelist: Any) -> dict[str, Any]:
         return {"count": changelist.queryset.order_by().count()}
@@ -351,6 +483,11 @@ class EventRecordHistoryInline(StatusHistoryInline):
 
 
 class MoneyRecordAdmin(RecordAdmin):
+    detail_displays = {
+        "revenue": "revenue_display",
+        "payout": "payout_display",
+        "amount": "amount_display",
+    }
     #: Filters the hourly totals can answer (with the period); anything else reads records.
     rollup_filters = frozenset(
         {
@@ -399,10 +536,12 @@ class MoneyRecordAdmin(RecordAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_display(self, record: Conversion | EventRecord) -> str:
+        """A small badge (the column stays narrow: the money fits at 1440 px), the status
+        reason on hover."""
         return format_html(
             '<span class="ct-status ct-status-{}" title="{}">{}</span>',
             record.status,
-            record.status_reason,
+            record.status_reason or record.status,
             record.status,
         )
 
@@ -515,33 +654,55 @@ class MoneyRecordAdmin(RecordAdmin):
                 messages.WARNING,
             )
 
-    @admin.display(description="transaction ID")
+    @admin.display(description="transaction_id")
     def transaction_id(self, record: Conversion | EventRecord) -> str:
-        return record.click.transaction_id
+        return long_code(record.click.transaction_id)
+
+    @admin.display(description="revenue")
+    def revenue_display(self, record: Conversion | EventRecord) -> str:
+        return amount_text(record.revenue)
+
+    @admin.display(description="payout")
+    def payout_display(self, record: Conversion | EventRecord) -> str:
+        return amount_text(record.payout)
 
     @admin.display(description="profit")
     def profit_display(self, record: Conversion | EventRecord) -> str:
         return format_html(
             '<span class="{}">{}</span>',
             "ct-negative" if record.profit < Decimal("0") else "ct-profit",
-            record.profit,
+            amount_text(record.profit),
         )
+
+    @admin.display(description="cur.")
+    def currency_code(self, record: Conversion | EventRecord) -> str:
+        return format_html('<span title="currency">{}</span>', record.currency)
+
+    @admin.display(description="amount")
+    def amount_display(self, record: Conversion | EventRecord) -> str:
+        return amount_text(record.amount) or "-"
+
+    @admin.display(description="adv_sub")
+    def adv_sub_display(self, record: Conversion | EventRecord) -> str:
+        return long_code(record.adv_sub)
 
 
 @admin.register(Conversion)
 class ConversionAdmin(MoneyRecordAdmin):
+    # The money first, after what says which row it is: at 1440 px it is all on screen.
     list_display = [
         "id",
-        "created_at",
-        "transaction_id",
-        "offer",
-        "publisher",
-        "revenue",
-        "payout",
+        "created",
+        "offer_name",
+        "publisher_name",
+        "revenue_display",
+        "payout_display",
         "profit_display",
-        "currency",
+        "currency_code",
         "status_display",
-        "adv_sub",
+        "amount_display",
+        "adv_sub_display",
+        "transaction_id",
     ]
     list_filter = [PeriodFilter, "status", "offer", "offer__advertiser", "publisher"]
     list_select_related = ["click", "offer", "publisher"]
@@ -569,18 +730,17 @@ class ConversionAdmin(MoneyRecordAdmin):
 class EventRecordAdmin(MoneyRecordAdmin):
     list_display = [
         "id",
-        "created_at",
-        "transaction_id",
-        "offer",
-        "event",
-        "publisher",
-        "revenue",
-        "payout",
+        "created",
+        "offer_event",
+        "publisher_name",
+        "revenue_display",
+        "payout_display",
         "profit_display",
-        "currency",
+        "currency_code",
         "status_display",
-        "amount",
-        "adv_sub",
+        "amount_display",
+        "adv_sub_display",
+        "transaction_id",
     ]
     list_filter = [PeriodFilter, "status", "offer", "offer__advertiser", "publisher", "event"]
     list_select_related = ["click", "offer", "publisher", "event"]
@@ -622,10 +782,6 @@ class EventRecordAdmin(MoneyRecordAdmin):
             raise PermissionDenied
         today = timezone.localdate()
         data = request.GET.copy()
-        if not data.get("since"):
-            data["since"] = (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
-        if not data.get("until"):
-            data["until"] = today.isoformat()
         data.pop("group_by", None)
         filterset = ReportFilterSet(data, queryset=EventRecord.objects.all())
         context = {
@@ -641,6 +797,10 @@ class EventRecordAdmin(MoneyRecordAdmin):
         if not filterset.is_valid():
             context["errors"] = filterset.errors
         else:
+            # The API's defaults (the last 30 days), shown in the form.
+            for name, bound in zip(("since", "until"), filterset.bounds(), strict=True):
+                if not data.get(name):
+                    data[name] = bound.isoformat()
             period = filterset.period()
             first, last = _report_days(period) if period.start and period.end else (today, None)
             if last is None or not 0 <= (last - first).days < REPORT_MAX_DAYS:
@@ -715,13 +875,14 @@ def _report_context(
             continue
         outcomes.setdefault(item["reason"], [0] * len(days))[i] += item["count"]
         reason_totals[item["reason"]] = reason_totals.get(item["reason"], 0) + item["count"]
-    labels = dict(Reason.choices)
+    labels = REASON_LABELS
     chart = {
         "days": [day.isoformat() for day in days],
         "conversions": conversions,
         "events": events,
         "money": money,
         "outcomes": outcomes,
+        "outcome_labels": {reason: labels.get(reason, reason) for reason in outcomes},
     }
     all_postbacks = sum(reason_totals.values())
     return {
@@ -748,6 +909,12 @@ def _report_context(
             for reason, count in sorted(reason_totals.items(), key=lambda kv: -kv[1])
         ],
         "all_postbacks": all_postbacks,
+        "accepted_postbacks": reason_totals.get(Reason.ACCEPTED, 0),
+        "accepted_share": (
+            f"{100 * reason_totals.get(Reason.ACCEPTED, 0) / all_postbacks:.1f}"
+            if all_postbacks
+            else ""
+        ),
     }
 
 
@@ -755,16 +922,22 @@ def _report_context(
 class PostbackLogAdmin(RecordAdmin):
     list_display = [
         "id",
-        "created_at",
-        "method",
+        "created",
         "reason_display",
-        "status_code",
         "type",
-        "transaction_id",
-        "offer",
-        "event",
-        "ip",
+        "offer_event",
+        "amount_param",
+        "adv_sub_param",
+        "transaction_code",
+        "status_display",
+        "ip_address",
     ]
+    detail_displays = {
+        "reason": "reason_display",
+        "params": "params_table",
+        "secure_masked": "secure_display",
+        "ip": "ip_address",
+    }
     list_filter = [PeriodFilter, "reason", "type", "offer", "advertiser", "event"]
     list_select_related = ["offer", "event"]
     csv_columns = [
@@ -790,32 +963,60 @@ class PostbackLogAdmin(RecordAdmin):
         ("final_reason", "final_reason"),
     ]
 
-    @admin.display(description="reason", ordering="reason")
+    @admin.display(description="reason")
     def reason_display(self, log: PostbackLog) -> str:
-        shown = format_html(
-            '<span class="ct-reason ct-reason-{}">{}</span>',
-            # A status postback's updated / unchanged answers are accepted ones too.
-            "accepted"
-            if log.reason in (Reason.ACCEPTED, Reason.UPDATED, Reason.UNCHANGED)
-            else "rejected",
-            log.reason,
-        )
+        shown = reason_badge(log.reason)
         if log.final_reason:
             # A kept early event's end (docs/postbacks.md "Early events").
             return format_html(
-                '{} → <span class="ct-reason ct-reason-{}">{}</span> ({})',
-                shown,
-                "accepted" if log.final_reason == Reason.ACCEPTED else "rejected",
-                log.final_reason,
-                log.final_status_code,
+                "{} → {} ({})", shown, reason_badge(log.final_reason), log.final_status_code
             )
         return shown
+
+    @admin.display(description="HTTP")
+    def status_display(self, log: PostbackLog) -> int:
+        return log.status_code
+
+    @admin.display(description="transaction_id")
+    def transaction_code(self, log: PostbackLog) -> str:
+        return long_code(log.transaction_id)
+
+    @admin.display(description="amount")
+    def amount_param(self, log: PostbackLog) -> str:
+        return str(log.params.get("amount", "")) or "-"
+
+    @admin.display(description="adv_sub")
+    def adv_sub_param(self, log: PostbackLog) -> str:
+        return long_code(str(log.params.get("adv_sub", "")))
+
+    @admin.display(description="Token (masked)")
+    def secure_display(self, log: PostbackLog) -> str:
+        return format_html("<code>{}</code>", log.secure_masked) if log.secure_masked else "-"
+
+    @admin.display(description="Request parameters")
+    def params_table(self, log: PostbackLog) -> str:
+        """Every parameter received, as received (``secure`` masked), one row each."""
+        if not log.params:
+            return "-"
+        rows = format_html_join(
+            "",
+            '<tr><th scope="row"><code>{}</code></th><td><code>{}</code></td></tr>',
+            ((name, value) for name, value in log.params.items()),
+        )
+        return format_html(
+            '<table class="ct-params"><thead><tr><th scope="col">parameter</th>'
+            '<th scope="col">value</th></tr></thead><tbody>{}</tbody></table>',
+            rows,
+        )
 
     def search_condition(self, term: str) -> Q:
         return Q(transaction_id=term) | Q(params__adv_sub=term)
 
     def totals(self, changelist: Any) -> dict[str, Any]:
-        reasons = list(count_by(changelist.queryset, "reason"))
+        reasons = [
+            {**row, "label": REASON_LABELS.get(row["reason"], row["reason"])}
+            for row in count_by(changelist.queryset, "reason")
+        ]
         return {"count": sum(r["count"] for r in reasons), "reasons": reasons}
 
 

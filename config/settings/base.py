@@ -16,7 +16,7 @@ USE_X_FORWARDED_FOR = env.bool("USE_X_FORWARDED_FOR", default=False)
 OUTBOUND_ALLOW_PRIVATE_NETWORKS = env.bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", default=False)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.ClicktrailAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,11 +1,12 @@
-"""Screenshots of the offer page's tabs for the README, taken from a running Clicktrail.
+"""Screenshots of the admin for the README, taken from a running Clicktrail at 1440×900.
 
     make run   # or any running instance with the demo data
     .venv/bin/python docs/screenshots/take.py --base-url http://127.0.0.1:8000 \
         --username admin --password '…' [--offer 1]
 
-Drives Debian's Chromium (/usr/bin/chromium) with Playwright; it makes one test click on
-the offer (to show a dry run) and records nothing else.
+Drives Debian's Chromium (/usr/bin/chromium) with Playwright: the home page, the event
+records list, the Reports page, the offer page's tabs and the event form. It makes one test
+click on the offer (to show a dry run) and records nothing else.
 """
 
 import argparse
@@ -31,8 +32,8 @@ TABS = [
 ]
 
 
-def shoot(page: Page, name: str) -> None:
-    page.screenshot(path=str(HERE / name), full_page=True)
+def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
+    page.screenshot(path=str(HERE / name), full_page=full_page)
     print(f"wrote docs/screenshots/{name}")
 
 
@@ -58,6 +59,13 @@ def main() -> None:
         page.click("input[type=submit]")
         page.wait_for_url("**/admin/")
 
+        shoot(page, "admin-home.png")
+        page.goto("/admin/tracking/eventrecord/")
+        shoot(page, "event-records.png", full_page=False)
+        page.goto("/admin/tracking/eventrecord/reports/")
+        page.wait_for_function("window.clicktrailCharts && window.clicktrailCharts.length > 0")
+        shoot(page, "reports.png", full_page=False)
+
         offer_url = f"/admin/offers/offer/{args.offer}/change/"
         page.goto(offer_url)
         for title, name in TABS:
@@ -74,6 +82,8 @@ def main() -> None:
             shoot(page, name)
 
         page.goto(f"/admin/offers/event/add/?offer={args.offer}")
+        page.get_by_label("Event name").fill("in_app_purchase")
+        page.get_by_label("Allow multiple events with the same click ID").check()
         page.get_by_role("button", name="AppsFlyer", exact=True).click()
         shoot(page, "event-create.png")
         browser.close()

@@ -126,17 +126,58 @@
     if (!button) return;
     var widget = button.closest("[data-mapping-widget]");
     var inputs = widget.querySelectorAll("input[data-parameter]");
+    var note = widget.querySelector("[data-preset-note]");
+    var changed = function () { widget.dispatchEvent(new CustomEvent("ct-mapping-changed")); };
     if (button.hasAttribute("data-preset-clear")) {
       inputs.forEach(function (input) { input.value = ""; });
+      widget.querySelectorAll(".ct-preset").forEach(function (b) { b.classList.remove("ct-on"); });
+      if (note) note.hidden = true;
+      changed();
       return;
     }
+    // A preset sets every parameter any preset manages: switching from AppsFlyer to Adjust
+    // must not leave AppsFlyer's order-ID macro behind.
+    var managed = {};
+    widget.querySelectorAll(".ct-preset").forEach(function (b) {
+      Object.keys(JSON.parse(b.getAttribute("data-mapping"))).forEach(function (name) { managed[name] = true; });
+    });
     var mapping = JSON.parse(button.getAttribute("data-mapping"));
     inputs.forEach(function (input) {
       var name = input.getAttribute("data-parameter");
       if (Object.prototype.hasOwnProperty.call(mapping, name)) input.value = mapping[name];
+      else if (managed[name]) input.value = "";
     });
     widget.querySelectorAll(".ct-preset").forEach(function (b) { b.classList.toggle("ct-on", b === button); });
+    if (note) {
+      note.textContent = button.getAttribute("data-note") || "";
+      note.hidden = !note.textContent;
+    }
+    changed();
   });
+
+  /* ---- An event's mapping: warn of resends counted again and of inconsistent URLs. ---- */
+  function initEventMapping(widget) {
+    var form = widget.closest("form");
+    var multiple = form ? form.querySelector("#id_allow_multiple") : null;
+    var inherited = JSON.parse(widget.getAttribute("data-inherited") || "{}");
+    var offerTransaction = widget.getAttribute("data-offer-transaction");
+    var doubleCount = widget.querySelector("[data-double-count-warning]");
+    var mismatch = widget.querySelector("[data-mismatch-warning]");
+    function value(name) {
+      var input = widget.querySelector('input[data-parameter="' + name + '"]');
+      return input ? input.value.trim() : "";
+    }
+    function check() {
+      doubleCount.hidden = !(multiple && multiple.checked && !value("adv_sub") && !inherited.adv_sub);
+      var transaction = value("transaction_id") || offerTransaction;
+      mismatch.hidden = transaction === offerTransaction;
+      mismatch.querySelector("[data-mismatch-placeholder]").textContent = "transaction_id=" + transaction;
+    }
+    widget.addEventListener("input", check);
+    widget.addEventListener("ct-mapping-changed", check);
+    if (multiple) multiple.addEventListener("change", check);
+    check();
+  }
 
   /* ---- Tracking link builder (base URL from offers.postback_urls.tracking_url). ------- */
   function initTracking(root) {
@@ -144,12 +185,19 @@
     var publisher = root.querySelector("[data-tracking-publisher]");
     var output = root.querySelector("[data-tracking-url]");
     var subs = root.querySelectorAll("[data-sub]");
+    var copy = root.querySelector("[data-tracking-copy]");
+    var hint = root.querySelector("[data-tracking-hint]");
     function build() {
-      var url = base.replace("aff_id=REPLACE", "aff_id=" + encodeURIComponent(publisher.value));
+      // No publisher chosen: nothing to copy (a link with aff_id=REPLACE records no click).
+      var chosen = publisher.value !== "";
+      var url = base.replace("aff_id=REPLACE", "aff_id=" + (chosen ? encodeURIComponent(publisher.value) : "REPLACE"));
       subs.forEach(function (input) {
         if (input.value) url += "&" + input.getAttribute("data-sub") + "=" + encodeURIComponent(input.value);
       });
       output.textContent = url;
+      output.classList.toggle("ct-incomplete", !chosen);
+      if (copy) copy.disabled = !chosen;
+      if (hint) hint.hidden = chosen;
     }
     publisher.addEventListener("change", build);
     subs.forEach(function (input) { input.addEventListener("input", build); });
@@ -188,6 +236,7 @@
     var clickInfo = root.querySelector("[data-test-click-info]");
     var result = root.querySelector("[data-test-result]");
     var urlBox = root.querySelector("[data-test-url]");
+    var urlRow = root.querySelector("[data-test-url-row]");
     var verdict = root.querySelector("[data-test-verdict]");
     var body = root.querySelector("[data-test-body]");
     var links = root.querySelector("[data-test-links]");
@@ -227,11 +276,13 @@
       });
       verdict.className = "ct-verdict";
       verdict.textContent = dryRun ? "Checking…" : "Firing…";
+      urlRow.hidden = true;
       result.hidden = false;
       postJSON(root.getAttribute("data-send-url"), payload).then(function (answer) {
         links.textContent = "";
         if (answer.status !== 200) {
           urlBox.textContent = "";
+          urlRow.hidden = true;
           body.textContent = "";
           verdict.className = "ct-verdict ct-bad";
           verdict.textContent = answer.data.error || "Refused.";
@@ -239,6 +290,7 @@
         }
         var data = answer.data;
         urlBox.textContent = data.url;
+        urlRow.hidden = false;
         body.textContent = JSON.stringify(data.body, null, 2);
         var accepted = data.reason === "accepted";
         verdict.className = "ct-verdict " + (accepted ? "ct-good" : "ct-bad");
@@ -265,6 +317,7 @@
 
   function init() {
     document.querySelectorAll("[data-tabs]").forEach(initTabs);
+    document.querySelectorAll("[data-event-mapping]").forEach(initEventMapping);
     document.querySelectorAll("[data-tracking-builder]").forEach(initTracking);
     document.querySelectorAll("[data-test-postback]").forEach(initTestPostback);
   }

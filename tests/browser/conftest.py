@@ -80,3 +80,33 @@ def login(browser: Browser, live_server, roles: None) -> Iterator[Callable[..., 
     yield log_in
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def wide_page(browser: Browser, live_server, roles: None) -> Iterator[Callable[..., Page]]:  # noqa: ANN001
+    """A fresh 1440×900 window (the size issue #20 was reported at), logged in as ``user``
+    through the admin's login form, or not logged in when ``user`` is None."""
+    contexts = []
+
+    def open_page(user=None) -> Page:  # noqa: ANN001
+        context = browser.new_context(
+            base_url=live_server.url, viewport={"width": 1440, "height": 900}
+        )
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        if user is not None:
+            log_in_as(page, user.username)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def log_in_as(page: Page, username: str, password: str = PASSWORD) -> None:
+    page.goto("/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")

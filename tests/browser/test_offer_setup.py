@@ -76,6 +76,7 @@ def test_manager_sets_up_an_offer_with_two_events_and_gets_accepted_postbacks(lo
         "transaction_id": "{clickid}",
         "amount": "{event_revenue}",
         "currency": "{event_revenue_currency}",
+        "adv_sub": "{af_order_id}",
     }
     expect(page.get_by_role("tab", name="Revenue & Payout")).to_have_attribute(
         "aria-selected", "true"

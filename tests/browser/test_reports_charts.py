@@ -58,7 +58,15 @@ def test_every_offer_shows_postback_outcomes_by_reason(login):
     page.wait_for_function("window.clicktrailCharts && window.clicktrailCharts.length === 2")
 
     labels = page.evaluate("window.clicktrailCharts[1].data.datasets.map(d => d.label)")
-    assert sorted(labels) == ["invalid_secure", "no_conversion"]
+    assert sorted(labels) == ["Invalid secure token", "No conversion"]
     table = page.locator("#ct-table-outcomes").inner_text()
-    assert "no_conversion\t2\t66.7 %" in table
-    assert "invalid_secure\t1\t33.3 %" in table
+    assert "No conversion\t2\t66.7 %" in table
+    assert "Invalid secure token\t1\t33.3 %" in table
+    # Each outcome its own colour, the same in the chart and in the table's swatches.
+    colours = page.evaluate(
+        "Object.fromEntries(window.clicktrailCharts[1].data.datasets"
+        ".map(d => [d.reason, d.backgroundColor]))"
+    )
+    assert len(set(colours.values())) == 2
+    swatch = page.locator('#ct-table-outcomes .ct-swatch[data-reason="no_conversion"]')
+    assert swatch.evaluate("e => e.style.background") != ""

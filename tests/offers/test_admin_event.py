@@ -208,3 +208,59 @@ def test_the_events_list_has_no_bulk_delete_that_would_bypass_the_service(manage
     response = manager_admin.get("/admin/offers/event/")
 
     assert "delete_selected" not in response.content.decode()
+
+
+def test_an_event_allowing_multiple_without_adv_sub_is_saved_with_a_warning(manager_admin):
+    offer = OfferFactory(parameters={})
+
+    response = manager_admin.post(
+        f"/admin/offers/event/add/?offer={offer.pk}",
+        event_form(allow_multiple="on", parameters__adv_sub=""),
+        follow=True,
+    )
+
+    page = response.content.decode()
+    assert Event.objects.filter(offer=offer, allow_multiple=True).exists()
+    assert "every resend of the same order is recorded again" in page
+    assert 'class="warning"' in page  # Django's warning message, above the offer page
+    assert "data-event-warning" in page  # and beside the event's URL in the events table
+
+
+def test_an_event_allowing_multiple_with_adv_sub_saves_without_a_warning(manager_admin):
+    offer = OfferFactory(parameters={})
+
+    response = manager_admin.post(
+        f"/admin/offers/event/add/?offer={offer.pk}",
+        event_form(allow_multiple="on", parameters__adv_sub="{af_order_id}"),
+        follow=True,
+    )
+
+    assert "recorded again" not in response.content.decode()
+
+
+def test_the_event_form_shows_what_the_offer_maps_and_how_to_warn(manager_admin):
+    offer = OfferFactory(parameters={"adv_sub": "{order_id}"})
+
+    page = manager_admin.get(f"/admin/offers/event/add/?offer={offer.pk}").content.decode()
+
+    assert 'placeholder="from the offer: {order_id}"' in page
+    assert "data-event-mapping" in page
+    assert "data-double-count-warning" in page
+    assert 'data-offer-transaction="REPLACE"' in page
+    assert "{af_order_id}" in page  # the AppsFlyer preset's order ID
+
+
+def test_the_events_list_says_allow_multiple_in_full_on_hover_and_flags_double_counting(
+    manager_admin,
+):
+    offer = OfferFactory(parameters={})
+    EventFactory(offer=offer, name="purchase", allow_multiple=True, parameters={})
+    EventFactory(
+        offer=offer, name="renewal", allow_multiple=True, parameters={"adv_sub": "{order_id}"}
+    )
+
+    page = manager_admin.get("/admin/offers/event/").content.decode()
+
+    assert ">Allow multiple<" in page
+    assert 'title="Allow multiple events with the same click ID"' in page
+    assert page.count("no adv_sub: resends count") == 1

@@ -245,3 +245,42 @@ def test_nobody_deletes_an_offer_from_the_admin(manager_admin):
     offer = OfferFactory()
 
     assert manager_admin.get(f"/admin/offers/offer/{offer.pk}/delete/").status_code == 403
+
+
+def test_the_events_table_warns_of_double_counting_and_inconsistent_click_id_macros(
+    manager_admin,
+):
+    offer = OfferFactory(parameters={})
+    EventFactory(
+        offer=offer,
+        name="purchase",
+        allow_multiple=True,
+        parameters={"transaction_id": "{clickid}", "amount": "{event_revenue}"},
+    )
+    EventFactory(offer=offer, name="level_10", parameters={})
+
+    page = manager_admin.get(change_url(offer)).content.decode()
+
+    warnings = re.findall(r'<p class="ct-warning" data-event-warning role="note">(.*?)</p>', page)
+    assert len(warnings) == 2
+    assert "every resend of the same order is recorded again" in warnings[0]
+    assert "transaction_id={clickid}" in warnings[1]
+    assert "transaction_id=REPLACE" in warnings[1]
+
+
+def test_the_tracking_tab_offers_no_copy_before_a_publisher_is_chosen(manager_admin):
+    offer = OfferFactory()
+
+    page = manager_admin.get(change_url(offer)).content.decode()
+
+    assert '<option value="">— choose a publisher —</option>' in page
+    assert "data-tracking-copy disabled" in page
+    assert "Choose a publisher first" in page
+
+
+def test_amounts_of_the_offer_are_grouped_with_two_decimals(manager_admin):
+    OfferFactory(revenue_type="CPA", revenue_value=Decimal("1250"), currency="EUR")
+
+    page = manager_admin.get("/admin/offers/offer/").content.decode()
+
+    assert "1,250.00 EUR (CPA)" in page

@@ -3,7 +3,8 @@
 import pytest
 
 from offers.models import Publisher
-from tests.factories import PublisherFactory
+from offers.postback_urls import tracking_url
+from tests.factories import OfferFactory, PublisherFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -51,3 +52,16 @@ def test_analyst_views_publishers_but_cannot_change_them(analyst_admin):
     assert change.status_code == 403
     assert analyst_admin.get("/admin/offers/publisher/add/").status_code == 403
     assert Publisher.objects.get(pk=publisher.pk).name == "MediaHub"
+
+
+def test_the_publisher_page_shows_its_id_and_a_tracking_link_per_active_offer(manager_admin):
+    publisher = PublisherFactory(name="MediaHub")
+    active = OfferFactory(name="Dragon Quest")
+    OfferFactory(name="Paused one", status="paused")
+
+    page = manager_admin.get(f"/admin/offers/publisher/{publisher.pk}/change/").content.decode()
+
+    assert "Publisher ID" in page and f"<code>{publisher.pk}</code>" in page
+    link = tracking_url(active, publisher_id=publisher.pk)
+    assert f'data-copy="{link.replace("&", "&amp;")}"' in page
+    assert "Paused one" not in page

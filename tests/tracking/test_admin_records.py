@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from offers.models import Event
 from tests.factories import (
     ClickFactory,
     ConversionFactory,
@@ -136,17 +137,17 @@ def test_totals_count_and_add_money_per_currency_for_what_is_filtered(admin_clie
 
     everything = totals_rows(changelist(admin_client, "conversion"))
     assert everything == [
-        ["approved", "EUR", "1", "9.99", "3.00", "6.99"],
-        ["approved", "USD", "2", "6.10", "5.20", "0.90"],
+        ["approved", "EUR", "1", "9.99 EUR", "3.00 EUR", "6.99 EUR"],
+        ["approved", "USD", "2", "6.10 USD", "5.20 USD", "0.90 USD"],
     ]
     one_offer = totals_rows(
         changelist(admin_client, "conversion", offer__id__exact=recorded["other_offer"].pk)
     )
-    assert one_offer == [["approved", "EUR", "1", "9.99", "3.00", "6.99"]]
+    assert one_offer == [["approved", "EUR", "1", "9.99 EUR", "3.00 EUR", "6.99 EUR"]]
     by_publisher = totals_rows(
         changelist(admin_client, "conversion", publisher__id__exact=recorded["publisher"].pk)
     )
-    assert by_publisher == [["approved", "USD", "1", "5.00", "3.00", "2.00"]]
+    assert by_publisher == [["approved", "USD", "1", "5.00 USD", "3.00 USD", "2.00 USD"]]
 
 
 def test_event_record_totals_follow_the_event_filter(admin_client, recorded):
@@ -155,17 +156,17 @@ def test_event_record_totals_follow_the_event_filter(admin_client, recorded):
     rows = totals_rows(
         changelist(admin_client, "eventrecord", event__id__exact=recorded["event"].pk)
     )
-    assert rows == [["approved", "USD", "1", "2.00", "1.00", "1.00"]]
+    assert rows == [["approved", "USD", "1", "2.00 USD", "1.00 USD", "1.00 USD"]]
     assert totals_rows(changelist(admin_client, "eventrecord")) == [
-        ["approved", "USD", "2", "6.00", "2.00", "4.00"]
+        ["approved", "USD", "2", "6.00 USD", "2.00 USD", "4.00 USD"]
     ]
 
 
 def test_the_postback_log_totals_count_each_reason(admin_client, recorded):
     html = changelist(admin_client, "postbacklog")
-    assert totals_rows(html) == [["count", "2"]]
-    assert re.search(r"<th[^>]*>no_conversion</th><td>1</td>", html)
-    assert re.search(r"<th[^>]*>accepted</th><td>1</td>", html)
+    assert totals_rows(html) == [["all", "2"]]
+    assert '<th scope="row"><span title="no_conversion">No conversion</span></th><td>1</td>' in html
+    assert '<th scope="row"><span title="accepted">Accepted</span></th><td>1</td>' in html
 
 
 def test_lists_filter_by_offer_advertiser_publisher_event_and_reason(admin_client, recorded):
@@ -212,7 +213,7 @@ def test_the_lists_show_the_last_30_days_unless_another_period_is_chosen(admin_c
 
     default = changelist(admin_client, "conversion")
     assert listed_ids(default) == {recent.pk}
-    assert totals_rows(default) == [["approved", "USD", "1", "5.00", "3.00", "2.00"]]
+    assert totals_rows(default) == [["approved", "USD", "1", "5.00 USD", "3.00 USD", "2.00 USD"]]
     assert listed_ids(changelist(admin_client, "conversion", period="all")) == {recent.pk, old.pk}
     day = timezone.localtime(old.created_at).date().isoformat()
     assert listed_ids(changelist(admin_client, "conversion", since=day, until=day)) == {old.pk}
@@ -264,10 +265,15 @@ def test_the_default_list_page_never_counts_the_whole_table(admin_client):
 
 def test_columns_are_rendered_with_their_links_and_badges(admin_client, recorded):
     html = changelist(admin_client, "postbacklog")
-    assert '<span class="ct-reason ct-reason-rejected">no_conversion</span>' in html
-    assert '<span class="ct-reason ct-reason-accepted">accepted</span>' in html
+    assert (
+        '<span class="ct-reason ct-reason-rejected" title="no_conversion">No conversion</span>'
+        in html
+    )
+    assert '<span class="ct-reason ct-reason-accepted" title="accepted">Accepted</span>' in html
     records = changelist(admin_client, "eventrecord")
-    assert recorded["conversion"].click.transaction_id in records
+    transaction_id = recorded["conversion"].click.transaction_id
+    # Cut short by CSS, whole on hover and in the text a selection copies.
+    assert f'<span class="ct-code" title="{transaction_id}">{transaction_id}</span>' in records
     assert '<span class="ct-profit">1.00</span>' in records
 
 
@@ -288,3 +294,102 @@ def test_recorded_models_are_all_registered():
 
     for model in (Click, Conversion, EventRecord, PostbackLog):
         assert admin.site.is_registered(model)
+
+
+def test_amounts_are_grouped_with_two_decimals_and_the_currency_beside_totals(admin_client):
+    ConversionFactory(
+        revenue=Decimal("12345.60"), payout=Decimal("1000.00"), amount=Decimal("49.9000")
+    )
+
+    html = changelist(admin_client, "conversion")
+
+    assert totals_rows(html) == [
+        ["approved", "USD", "1", "12,345.60 USD", "1,000.00 USD", "11,345.60 USD"]
+    ]
+    assert '<td class="field-revenue_display">12,345.60</td>' in html
+    assert '<td class="field-amount_display">49.90</td>' in html
+    assert "49.9000" not in html
+
+
+def test_the_postback_log_shows_amount_and_adv_sub_it_received(admin_client):
+    PostbackLogFactory(params={"transaction_id": "x", "amount": "19.99", "adv_sub": "ORD-7"})
+
+    html = changelist(admin_client, "postbacklog")
+
+    assert '<td class="field-amount_param">19.99</td>' in html
+    assert '<span class="ct-code" title="ORD-7">ORD-7</span>' in html
+
+
+@pytest.mark.parametrize(
+    ("model", "title"),
+    [
+        ("click", "Clicks"),
+        ("conversion", "Conversions"),
+        ("eventrecord", "Event records"),
+        ("postbacklog", "Postback logs"),
+    ],
+)
+def test_a_list_is_titled_by_what_it_lists(analyst_browser, model, title):
+    html = changelist(analyst_browser, model)
+
+    assert f"<h1>{title}</h1>" in html
+    assert "to view" not in html
+
+
+def test_a_postback_log_row_reads_in_words_with_its_parameters_in_a_table(admin_client):
+    log = PostbackLogFactory(
+        reason=Reason.INVALID_SECURE,
+        status_code=403,
+        params={"transaction_id": "abc", "secure": "AbCd••••", "amount": "5"},
+        secure_masked="AbCd••••",
+        ip="203.0.113.7",
+    )
+
+    html = admin_client.get(f"/admin/tracking/postbacklog/{log.pk}/change/").content.decode()
+
+    assert "IP address" in html and ">Ip:<" not in html
+    assert "Token (masked)" in html and "Secure masked" not in html
+    assert 'title="invalid_secure">Invalid secure token</span>' in html
+    assert '<table class="ct-params">' in html
+    assert '<tr><th scope="row"><code>amount</code></th><td><code>5</code></td></tr>' in html
+    assert '{"transaction_id"' not in html
+
+
+def test_a_record_page_shows_amounts_with_two_decimals(admin_client):
+    record = EventRecordFactory(amount=Decimal("1234.5000"))
+
+    html = admin_client.get(f"/admin/tracking/eventrecord/{record.pk}/change/").content.decode()
+
+    assert "1,234.50" in html
+    assert "1234.5000" not in html
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_reports_link_keeps_the_lists_offer_and_dates(admin_client, model):
+    offer = OfferFactory()
+
+    html = changelist(
+        admin_client, model, offer__id__exact=offer.pk, since="2026-10-01", until="2026-10-31"
+    )
+
+    assert (
+        f'href="/admin/tracking/eventrecord/reports/?offer={offer.pk}'
+        '&amp;since=2026-10-01&amp;until=2026-10-31"' in html
+    )
+
+
+def test_the_reports_link_of_an_unfiltered_list_opens_the_default_period(admin_client):
+    html = changelist(admin_client, "conversion")
+
+    assert 'href="/admin/tracking/eventrecord/reports/"' in html
+
+
+def test_a_log_row_of_a_deleted_event_still_lists(admin_client):
+    event = EventFactory()
+    log = PostbackLogFactory(offer=event.offer, event=event)
+    Event.objects.filter(pk=event.pk).delete()
+
+    html = changelist(admin_client, "postbacklog")
+
+    assert f"event {event.pk} (deleted)" in html
+    assert log.pk in listed_ids(html)

@@ -203,5 +203,11 @@ def test_the_postback_log_shows_status_postbacks_with_their_outcome(manager_brow
         "/admin/tracking/postbacklog/", {"period": "all", "type__exact": "status"}
     ).content.decode()
 
-    assert '<span class="ct-reason ct-reason-accepted">updated</span>' in html
-    assert '<span class="ct-reason ct-reason-rejected">invalid_transition</span>' in html
+    # The reason's label, its code on hover (the admin's reason labels).
+    assert (
+        '<span class="ct-reason ct-reason-accepted" title="updated">Status updated</span>' in html
+    )
+    assert (
+        '<span class="ct-reason ct-reason-rejected" title="invalid_transition">'
+        "Invalid status transition</span>" in html
+    )

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Count
+from django.utils import timezone
 
 from offers.models import Advertiser, Event, MoneyType, Offer
 from offers.money import earned
@@ -73,3 +74,17 @@ def test_bootstrap_admin_creates_a_superuser_and_prints_a_working_login():
     user = get_user_model().objects.get(username="admin")
     assert user.is_superuser and user.is_staff
     assert user.check_password(password)
+
+
+def test_demo_data_has_nothing_dated_in_the_future():
+    before = timezone.now()
+
+    # One day of traffic: many clicks within the 15 hours a rejected postback may come after.
+    call_command("demo_data", "--clicks", "3000", "--days", "1", stdout=StringIO())
+
+    after = timezone.now()
+    for model in (Click, Conversion, EventRecord, PostbackLog):
+        newest = model.objects.order_by("-created_at").values_list("created_at", flat=True)[0]
+        assert newest <= after, model.__name__
+    # The rejections are spread over the period too, not all squeezed onto "now".
+    assert PostbackLog.objects.exclude(reason="accepted").filter(created_at__lt=before).exists()

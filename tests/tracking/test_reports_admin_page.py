@@ -97,8 +97,9 @@ def test_charts_and_tables_show_each_day_per_currency_for_the_chosen_offer(analy
     assert data["money"]["EUR"]["payout"] == ["0.00", "1.00", "0.00"]
     html = response.content.decode()
     assert "Revenue, payout and profit per day (EUR)" in html
-    assert re.search(
-        r"<th>total</th><th>1</th><th>1</th><th>7.00</th><th>3.50</th><th>3.50</th>", html
+    assert (
+        "<th>total</th><th>1</th><th>1</th><th>7.00 USD</th><th>3.50 USD</th><th>3.50 USD</th>"
+        in html
     )
     assert f'<option value="{offer.pk}" selected>' in html
 
@@ -124,7 +125,11 @@ def test_postback_outcomes_are_counted_by_reason_with_their_share(analyst_browse
     assert sum(data["outcomes"]["no_conversion"]) == 2
     assert sum(data["outcomes"]["accepted"]) == 1
     html = response.content.decode()
-    assert re.search(r">no_conversion</a></td><td>2</td><td>50.0 %</td>", html)
+    assert re.search(
+        r'title="no_conversion"><span class="ct-swatch" data-reason="no_conversion"></span>'
+        r"No conversion</a></td><td>2</td><td>50.0 %</td>",
+        html,
+    )
     assert "reason__exact=no_conversion" in html  # links to the filtered log
 
 
@@ -159,3 +164,32 @@ def test_the_page_needs_a_role(client):
     assert client.get(URL).status_code == 403
     client.logout()
     assert client.get(URL).status_code == 302
+
+
+def test_headline_totals_per_currency_sit_above_the_charts(analyst_browser):
+    today = timezone.localdate()
+    usd = ConversionFactory(
+        created_at=local_noon(today), revenue=Decimal("1234.50"), payout=Decimal("234.50")
+    )
+    ConversionFactory(
+        created_at=local_noon(today),
+        currency="EUR",
+        revenue=Decimal("3.00"),
+        payout=Decimal("4.00"),
+    )
+    PostbackLogFactory(
+        reason=Reason.ACCEPTED, status_code=200, conversion=usd, created_at=local_noon(today)
+    )
+    PostbackLogFactory(reason=Reason.NO_CONVERSION, status_code=422, created_at=local_noon(today))
+
+    html = analyst_browser.get(URL).content.decode()
+
+    headline = html.split('<section class="ct-headline"')[1].split("</section>")[0]
+    assert html.index('class="ct-headline"') < html.index("<canvas")
+    usd = headline.split('data-currency="USD"')[1].split("</div>\n    </dl>")[0]
+    assert '<dd data-total="revenue">1,234.50 USD</dd>' in usd
+    assert '<dd data-total="profit">1,000.00 USD</dd>' in usd
+    assert '<dd data-total="conversions">1</dd>' in usd
+    eur = headline.split('data-currency="EUR"')[1]
+    assert '<dd data-total="profit" class="ct-negative">-1.00 EUR</dd>' in eur
+    assert '<dd data-total="accepted">1 (50.0 %)</dd>' in headline

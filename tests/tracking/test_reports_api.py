@@ -1,10 +1,11 @@
 """GET /api/v1/reports/: grouping, totals, currencies, periods in TIME_ZONE, errors, roles."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from tests.conftest import token_client
 from tests.factories import (
@@ -27,10 +28,14 @@ def at(day: int, hour: int = 12) -> datetime:
 
 
 def rows(client, **params) -> list[dict]:  # noqa: ANN001
+    """The rows for ``params``; the network's month unless a period is given (the default
+    period is the last 30 days, which the network's October is not)."""
+    if "since" not in params and "until" not in params:
+        params.update(since="2026-10-01", until="2026-10-31")
     response = client.get(URL, params)
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"results", "retention"}
+    assert set(body) == {"period", "results", "retention"}
     return body["results"]
 
 
@@ -142,8 +147,11 @@ def test_each_row_carries_exactly_its_group_keys(analyst_client, network):
         assert set(row) == {
             "day",
             "offer",
+            "offer_name",
             "event",
+            "event_name",
             "publisher",
+            "publisher_name",
             "currency",
             "conversions",
             "events",
@@ -153,6 +161,7 @@ def test_each_row_carries_exactly_its_group_keys(analyst_client, network):
         }
     assert set(rows(analyst_client, group_by="publisher")[0]) == {
         "publisher",
+        "publisher_name",
         "currency",
         "conversions",
         "events",
@@ -211,6 +220,7 @@ def test_since_and_until_date_times_are_exact_moments(analyst_client, network):
     assert result == [
         {
             "event": network["purchase"].pk,
+            "event_name": "purchase",
             "currency": "USD",
             "conversions": 0,
             "events": 1,
@@ -282,3 +292,70 @@ def test_the_admin_session_authenticates_too(client):
     response = client.get(URL, {"group_by": "day"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     assert response.json()["results"] == []
+
+
+def test_grouped_rows_carry_names_beside_their_ids(analyst_client, network):
+    result = rows(analyst_client, offer=network["offer"].pk, group_by="offer,event")
+
+    by_event = {row["event"]: row for row in result if row["currency"] == "USD"}
+    assert by_event[None]["event_name"] is None  # the conversions' row
+    assert by_event[network["purchase"].pk]["event_name"] == "purchase"
+    assert all(row["offer_name"] == network["offer"].name for row in result)
+
+
+def test_the_answer_echoes_the_period_it_covers(analyst_client, network):
+    body = analyst_client.get(URL, {"since": "2026-10-01", "until": "2026-10-02"}).json()
+
+    assert body["period"] == {"since": "2026-10-01", "until": "2026-10-02", "time_zone": "UTC"}
+
+
+def test_a_date_time_period_is_echoed_as_given(analyst_client):
+    body = analyst_client.get(
+        URL, {"since": "2026-10-01T13:00:00Z", "until": "2026-10-01T14:00:00+02:00"}
+    ).json()
+
+    assert body["period"]["since"] == "2026-10-01T13:00:00+00:00"
+    # The same moment, read in UTC (tracking/filters.py reads every offset that way).
+    assert body["period"]["until"] == "2026-10-01T12:00:00+00:00"
+
+
+def test_without_a_period_the_report_covers_the_last_30_days_like_the_reports_page(
+    analyst_client,
+):
+    today = timezone.localdate()
+    ConversionFactory(created_at=timezone.now())
+    ConversionFactory(created_at=timezone.now() - timedelta(days=45))
+
+    body = analyst_client.get(URL).json()
+
+    assert body["period"] == {
+        "since": (today - timedelta(days=29)).isoformat(),
+        "until": today.isoformat(),
+        "time_zone": "UTC",
+    }
+    assert sum(row["conversions"] for row in body["results"]) == 1
+
+
+def test_until_alone_reports_the_30_days_up_to_it(analyst_client):
+    body = analyst_client.get(URL, {"until": "2026-10-31"}).json()
+
+    assert body["period"]["since"] == "2026-10-02"
+
+
+def test_the_schema_gives_real_examples_and_describes_the_period(client):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    operation = schema["paths"]["/api/v1/reports/"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+
+    for name in ("since", "until"):
+        description = parameters[name]["description"]
+        assert "ISO date" in description and "TIME_ZONE" in description
+        assert "Default" in description
+        assert parameters[name]["examples"]
+    example = operation["responses"]["200"]["content"]["application/json"]["examples"]
+    (value,) = [item["value"] for item in example.values()]
+    assert value["period"]["time_zone"]
+    assert all(row["profit"] not in ("-", "") for row in value["results"])
+    profit = schema["components"]["schemas"]["ReportRow"]["properties"]["profit"]
+    assert profit["example"] == "26.60"
+    assert "period" in schema["components"]["schemas"]["Report"]["required"]

@@ -127,14 +127,16 @@ def test_admin_list_totals_are_split_by_status_and_follow_the_status_filter(clie
     client.force_login(analyst())
     html = client.get("/admin/tracking/conversion/", {"period": "all"}).content.decode()
     assert totals_rows(html) == [
-        ["approved", "USD", "1", "5.00", "3.00", "2.00"],
-        ["pending", "USD", "1", "7.00", "4.00", "3.00"],
-        ["rejected", "USD", "1", "11.00", "6.00", "5.00"],
+        ["approved", "USD", "1", "5.00 USD", "3.00 USD", "2.00 USD"],
+        ["pending", "USD", "1", "7.00 USD", "4.00 USD", "3.00 USD"],
+        ["rejected", "USD", "1", "11.00 USD", "6.00 USD", "5.00 USD"],
     ]
     only_pending = client.get(
         "/admin/tracking/conversion/", {"period": "all", "status__exact": "pending"}
     ).content.decode()
-    assert totals_rows(only_pending) == [["pending", "USD", "1", "7.00", "4.00", "3.00"]]
+    assert totals_rows(only_pending) == [
+        ["pending", "USD", "1", "7.00 USD", "4.00 USD", "3.00 USD"]
+    ]
     assert f"/admin/tracking/conversion/{mixed['pending'].pk}/change/" in only_pending
     assert f"/admin/tracking/conversion/{mixed['approved'].pk}/change/" not in only_pending
     # With a publisher filter the totals are read from the records, split alike.
@@ -142,7 +144,9 @@ def test_admin_list_totals_are_split_by_status_and_follow_the_status_filter(clie
         "/admin/tracking/conversion/",
         {"period": "all", "publisher__id__exact": mixed["rejected"].publisher_id},
     ).content.decode()
-    assert totals_rows(by_publisher) == [["rejected", "USD", "1", "11.00", "6.00", "5.00"]]
+    assert totals_rows(by_publisher) == [
+        ["rejected", "USD", "1", "11.00 USD", "6.00 USD", "5.00 USD"]
+    ]
 
 
 def hourly_by_status() -> list[tuple]:

@@ -274,9 +274,14 @@ class Command(BaseCommand):
                     (Reason.AMOUNT_REQUIRED, 422),
                 ]
             )
+            at = click.created_at + timedelta(minutes=rng.randint(1, 900))
+            if at > now:
+                # Never in the future: it would sit above what a newcomer sends in the
+                # newest-first log.
+                continue
             logs.append(
                 PostbackLog(
-                    created_at=click.created_at + timedelta(minutes=rng.randint(1, 900)),
+                    created_at=at,
                     method="GET",
                     params={"transaction_id": click.transaction_id, "secure": "demo••••••••"},
                     secure_masked="demo••••••••",
@@ -326,6 +331,12 @@ class Command(BaseCommand):
         event_record = record.get("event_record")
         if event_record is not None:
             params["event_id"] = str(event_record.event_id)
+        # What the advertiser sent besides, as the endpoint logs it.
+        sent = event_record or record.get("conversion")
+        if sent.amount is not None:
+            params["amount"] = str(sent.amount)
+        if sent.adv_sub:
+            params["adv_sub"] = sent.adv_sub
         return PostbackLog(
             created_at=at,
             method="GET",
