@@ -48,6 +48,9 @@ ERROR_CODES = {
 }
 
 
+PAGE = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "maxLength": 0}]}
+
+
 def add_error_responses(result: dict, generator: Any, request: Any, public: bool) -> dict:
     """Postprocessing hook: document every operation's error answers and their shapes."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
@@ -55,6 +58,10 @@ def add_error_responses(result: dict, generator: Any, request: Any, public: bool
     schemas.setdefault("ValidationError", VALIDATION_ERROR)
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "page" and parameter.get("in") == "query":
+                    # DRF reads ``page=`` as the first page: sent empty counts as absent.
+                    parameter["schema"] = PAGE
             responses = operation.setdefault("responses", {})
             for code in ERROR_CODES.get(method, ()):
                 component, description = DESCRIPTIONS[code]

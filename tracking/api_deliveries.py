@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from offers.outbound_urls import mask_url
 from tracking.deliveries import DeliveryPending, delivery_resend
+from tracking.filters import IdFilter, TextFilter
 from tracking.models import Delivery, DeliveryAttempt
 
 
@@ -55,6 +56,12 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class DeliveryFilter(django_filters.FilterSet):
+    # Positive IDs, as the other lists' filters: the schema says so, and a negative or
+    # oversized ID is a clear 400, not a query that names nothing.
+    publisher = IdFilter(field_name="publisher_id", help_text="Publisher ID.")
+    offer = IdFilter(field_name="offer_id", help_text="Offer ID.")
+    transaction_id = TextFilter(help_text="The click's transaction_id (exact).")
+
     class Meta:
         model = Delivery
         fields = ["publisher", "offer", "outcome", "transaction_id", "trigger"]

@@ -22,6 +22,11 @@ from tracking.models import Conversion, EventRecord, PostbackLog, Reason, Record
 MAX_ID = 2**63 - 1
 
 
+@extend_schema_field({"type": "string", "pattern": "^[^\\u0000]*$"})
+class TextFilter(django_filters.CharFilter):
+    """Exact text. Django's form fields refuse NUL (400), so the schema says it too."""
+
+
 @extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(django_filters.NumberFilter):
     """A positive whole number (the ``NumberFilter`` default would take ``1.5``)."""
@@ -124,10 +129,10 @@ class ConversionFilter(django_filters.FilterSet):
     offer = IdFilter(field_name="offer_id", help_text="Offer ID.")
     advertiser = IdFilter(field_name="offer__advertiser_id", help_text="Advertiser ID.")
     publisher = IdFilter(field_name="publisher_id", help_text="Publisher ID.")
-    transaction_id = django_filters.CharFilter(
+    transaction_id = TextFilter(
         field_name="click__transaction_id", help_text="The click's transaction_id (exact)."
     )
-    adv_sub = django_filters.CharFilter(help_text="The advertiser's reference (exact).")
+    adv_sub = TextFilter(help_text="The advertiser's reference (exact).")
     status = StatusFilter(
         help_text="approved, pending or rejected; comma-separated for several (default: all)."
     )
@@ -161,7 +166,7 @@ class EventRecordFilter(ConversionFilter):
 
 class PostbackLogFilter(django_filters.FilterSet):
     reason = django_filters.ChoiceFilter(choices=Reason.choices, help_text="The outcome.")
-    transaction_id = django_filters.CharFilter(help_text="As received (exact).")
+    transaction_id = TextFilter(help_text="As received (exact).")
     offer = IdFilter(field_name="offer_id", help_text="Offer ID (where the postback got that far).")
     advertiser = IdFilter(field_name="advertiser_id", help_text="Advertiser of the token.")
     since = SinceFilter(field_name="created_at", help_text="ISO date or date-time, inclusive.")
