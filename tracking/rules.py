@@ -667,6 +667,21 @@ def _decide_event(
             "arrives.",
         )
     check_conversion_exists(click)
+    return _decide_event_on_conversion(params, facts, links, offer, event)
+
+
+def _decide_event_on_conversion(
+    params: PostbackParams,
+    facts: Facts,
+    links: _Links,
+    offer: OfferDefinition,
+    event: EventDefinition,
+) -> Decision:
+    """Event checks 10, 10a and 11 and the accepted record (check 12), for a click that has
+    its conversion: a postback as it arrives, or a kept early event once the conversion
+    came. Raises ``Refused``."""
+    click = facts.click
+    assert click is not None
     mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
     links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
     check_conversion_not_rejected(click)
@@ -704,24 +719,9 @@ def decide_kept(
             raise Refused(
                 Reason.UNKNOWN_EVENT, "The event was deleted while this postback was kept."
             )
-        mode = links.duplicate_mode = duplicate_mode(event, params.adv_sub)
-        links.assumed_no_duplicate_event = check_duplicate_event(facts, event, mode)
-        check_conversion_not_rejected(click)
-        check_amount_given(params, event.money, what=f"The event “{event.name}”")
+        return _decide_event_on_conversion(params, facts, links, offer, event)
     except Refused as refusal:
         return links.decision(params, refusal.reason, refusal.message)
-    status, reason, by_rule = event_record_status(click)
-    accepted = _accepted(params, links, offer, event.money)
-    caps, other_currency = applicable_caps(offer, click, accepted)
-    if other_currency:
-        status, reason, by_rule = RecordStatus.PENDING.value, CAP_CURRENCY, False
-    return replace(
-        accepted,
-        record_status=status,
-        record_status_reason=reason,
-        status_by_rule=by_rule,
-        caps=caps,
-    )
 
 
 def check_event_known(
