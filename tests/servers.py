@@ -114,3 +114,27 @@ def postgres_url() -> str:
 
 def answers(responses: list[requests.Response]) -> Counter:
     return Counter((r.status_code, r.json()["reason"]) for r in responses)
+
+
+def sqlite_database(path: Path, setup: str) -> tuple[str, list[str]]:
+    """A migrated SQLite file at ``path`` for servers in other processes: its URL, and what
+    ``setup`` (Python run there with Django set up) printed, split into words."""
+    url = f"sqlite:///{path}"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup();" + setup],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return url, made.stdout.split()

@@ -7,10 +7,7 @@ test makes the race deterministic by holding the winner's insert open in another
 transaction. Then the same on SQLite, the embedded default, with a handful of requests.
 """
 
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ from django.db import connection, transaction
 
 from tests.factories import ClickFactory, ConversionFactory, EventFactory, EventRecordFactory
 from tests.markers import requires_postgresql
-from tests.servers import ROOT, answers, fire_at_once, gunicorn
+from tests.servers import answers, fire_at_once, gunicorn, sqlite_database
 from tracking.models import Conversion, EventRecord, PostbackLog
 
 REQUESTS = 50
@@ -217,31 +214,12 @@ def test_servers_write_no_token_to_their_logs(servers, server_log):
 def test_sqlite_answers_concurrent_postbacks_without_locking_errors(tmp_path):
     """The embedded default: 2 gunicorn workers on one SQLite file, 10 postbacks at once."""
     database = tmp_path / "clicktrail.sqlite3"
-    url = f"sqlite:///{database}"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": url}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-    setup = (
-        "import django; django.setup();"
+    url, (token, transaction_id) = sqlite_database(
+        database,
         "from tests.factories import ConversionFactory, EventFactory;"
         "c = ConversionFactory(); e = EventFactory(offer=c.offer, name='purchase');"
-        "print(c.offer.advertiser.postback_token, c.click.transaction_id)"
+        "print(c.offer.advertiser.postback_token, c.click.transaction_id)",
     )
-    made = subprocess.run(
-        [sys.executable, "-c", setup],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    token, transaction_id = made.stdout.split()
     params = {"secure": token, "transaction_id": transaction_id, "event_name": "purchase"}
 
     with gunicorn(url, tmp_path / "sqlite-server.log") as base:

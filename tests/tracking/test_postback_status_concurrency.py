@@ -4,16 +4,13 @@ handful at one server on SQLite. Changes of one record serialise: no 5xx, and ea
 history is one unbroken chain (every entry changes from the status the one before left),
 ending at the status the record has."""
 
-import os
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 from tests.factories import ConversionFactory, EventFactory, EventRecordFactory
 from tests.markers import requires_postgresql
-from tests.servers import ROOT, fire_at_once, gunicorn
+from tests.servers import fire_at_once, gunicorn, sqlite_database
 from tracking.models import Conversion, EventRecord, PostbackLog, StatusChange
 
 REQUESTS = 20
@@ -106,31 +103,12 @@ def test_sqlite_serialises_concurrent_status_postbacks(tmp_path):
     """The embedded default: 2 gunicorn workers on one SQLite file, 8 status postbacks at
     once on one pending conversion."""
     database = tmp_path / "clicktrail.sqlite3"
-    url = f"sqlite:///{database}"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": url}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-    setup = (
-        "import django; django.setup();"
+    url, (token, transaction_id) = sqlite_database(
+        database,
         "from tests.factories import ConversionFactory, EventRecordFactory;"
         "c = ConversionFactory(status='pending'); EventRecordFactory(conversion=c);"
-        "print(c.offer.advertiser.postback_token, c.click.transaction_id)"
+        "print(c.offer.advertiser.postback_token, c.click.transaction_id)",
     )
-    made = subprocess.run(
-        [sys.executable, "-c", setup],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    token, transaction_id = made.stdout.split()
     params = [
         {
             "secure": token,
