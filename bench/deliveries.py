@@ -29,9 +29,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.docs import write_between_markers
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DOCS = ROOT / "docs" / "benchmarks.md"
 MARK_START, MARK_END = "<!-- deliveries:start -->", "<!-- deliveries:end -->"
 
 RECEIVER = r"""
@@ -310,12 +311,7 @@ def main() -> None:
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
     print(f"\nresults: {out.relative_to(ROOT)}")
     if args.write_docs:
-        docs = DOCS.read_text()
-        if MARK_START in docs and MARK_END in docs:
-            before, rest = docs.split(MARK_START, 1)
-            _, after = rest.split(MARK_END, 1)
-            DOCS.write_text(f"{before}{MARK_START}\n{text}\n{MARK_END}{after}")
-            print("docs/benchmarks.md updated")
+        write_between_markers(MARK_START, MARK_END, f"{text}\n")
 
 
 if __name__ == "__main__":

@@ -33,10 +33,11 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.docs import write_between_markers
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LUA = ROOT / "bench" / "lua" / "pool.lua"
-DOCS = ROOT / "docs" / "benchmarks.md"
 # Converted clicks without an event record kept ready for the event runs (each accepted
 # event uses one up), topped up before every run.
 CONVERTED = 100_000
@@ -750,14 +751,7 @@ def main() -> None:
         json.dumps([asdict(r) for r in results], indent=2)
     )
     if args.write_docs:
-        text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-        block = f"{MARK_START}\n{report}{MARK_END}"
-        if MARK_START in text:
-            text = re.sub(f"{MARK_START}.*?{MARK_END}", lambda _: block, text, flags=re.S)
-        else:
-            text += f"\n{block}\n"
-        DOCS.write_text(text)
-        print(f"Wrote the table into {DOCS.relative_to(ROOT)}")
+        write_between_markers(MARK_START, MARK_END, report)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.docs import write_between_markers
 from bench.postbacks import (
-    DOCS,
     RESULTS,
     ROOT,
     SOCKET,
@@ -459,14 +459,7 @@ def main() -> None:
         json.dumps({"layouts": layouts, "prune": prune}, indent=2, default=str)
     )
     if args.write_docs:
-        docs = DOCS.read_text()
-        block = f"{MARK_START}\n{text}{MARK_END}"
-        if MARK_START in docs:
-            docs = re.sub(f"{MARK_START}.*?{MARK_END}", lambda _: block, docs, flags=re.S)
-        else:
-            docs += f"\n{block}\n"
-        DOCS.write_text(docs)
-        print(f"Wrote the table into {DOCS.relative_to(ROOT)}")
+        write_between_markers(MARK_START, MARK_END, text)
 
 
 if __name__ == "__main__":
