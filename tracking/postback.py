@@ -215,12 +215,13 @@ def _after(outcome: PostbackOutcome) -> PostbackOutcome:
     if outcome.reason != Reason.ACCEPTED or outcome.is_event:
         return outcome
     offer_id = outcome.body["offer_id"]
+    # The offer's events from the definitions cache (one query per version and process);
+    # without a cache (SQLite), a query.
     defs = cached_definitions()
-    events = defs.cached_events(offer_id) if defs is not None else None
-    if events is None:
+    if defs is None:
         waits = Event.objects.filter(offer_id=offer_id, wait_for_conversion_minutes__gt=0).exists()
     else:
-        waits = any(e.wait_for_conversion_minutes > 0 for e in events.by_id.values())
+        waits = any(e.wait_for_conversion_minutes > 0 for e in defs.events(offer_id).by_id.values())
     if waits:
         from tracking import kept  # noqa: PLC0415 - kept imports this module
 
@@ -481,13 +482,23 @@ def _has_duplicate(click: _Click, decision: Decision) -> bool:
     return records.exists()
 
 
-def _no_duplicate_sql(*, click: str, event: str, mode: str) -> str:
-    """Event check 10's fact as an SQL condition: the click has no record of the event that
-    makes this postback a duplicate (``mode`` an expression giving a ``DuplicateMode``).
-    Serves: eventrecord_click_event."""
+def _click_records_sql(click: str) -> str:
+    """The click's event records (``event_id``, ``adv_sub``) as a CTE body, found by the
+    click alone: serves eventrecord_click_event whatever the planner thinks of the event's
+    record count (probed by event as well, a plan made while the table was small scanned
+    the event's every record per postback)."""
     return (
-        "NOT EXISTS (SELECT 1 FROM tracking_eventrecord r "  # noqa: S608 - names only
-        f"WHERE r.click_id = {click} AND r.event_id = {event} "
+        "SELECT event_id, adv_sub FROM tracking_eventrecord "  # noqa: S608 - names only
+        f"WHERE click_id = {click}"
+    )
+
+
+def _no_duplicate_sql(*, event: str, mode: str) -> str:
+    """Event check 10's fact as an SQL condition: the click has no record of the event that
+    makes this postback a duplicate (``mode`` an expression giving a ``DuplicateMode``),
+    over the statement's ``click_records`` CTE (``_click_records_sql``)."""
+    return (
+        f"NOT EXISTS (SELECT 1 FROM click_records r WHERE r.event_id = {event} "
         f"AND {mode} <> '{DuplicateMode.NONE.value}' "
         f"AND ({mode} = '{DuplicateMode.ANY_RECORD.value}' OR r.adv_sub = %(adv_sub)s))"
     )
@@ -638,13 +649,13 @@ SELECT {log.select_list},
 FROM (SELECT 1) AS one LEFT JOIN record ON TRUE
 RETURNING id, {link}, NULL::text
 """  # noqa: S608 - only names and constants are interpolated
-    no_duplicate = _no_duplicate_sql(
-        click="%(click_id)s", event="%(event_id)s", mode="%(mode)s::text"
-    )
+    no_duplicate = _no_duplicate_sql(event="%(event_id)s", mode="%(mode)s::text")
     as_decided = "(SELECT status FROM locked) = %(conversion_status)s::text"
     return f"""
 WITH locked AS (
     SELECT status FROM tracking_conversion WHERE id = %(conversion_id)s FOR SHARE
+), click_records AS MATERIALIZED (
+    {_click_records_sql("%(click_id)s")}
 ), record AS (
     INSERT INTO {record.table} ({record.columns})
     SELECT {record.select_list} WHERE {no_duplicate} AND {as_decided}
@@ -818,7 +829,7 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False) -> str:
             "event_id": "candidate.c_event_id",
             "allow_multiple": "candidate.c_allow_multiple",
         }
-        conditions.append(_no_duplicate_sql(click="click.id", event="c_event_id", mode="c_mode"))
+        conditions.append(_no_duplicate_sql(event="c_event_id", mode="c_mode"))
     event_link = "record.event_id" if kind is RecordKind.EVENT else "NULL::integer"
     # The publisher deliveries the record fires, in the same statement (tracking/deliveries.py).
     delivery = ""
@@ -826,10 +837,12 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False) -> str:
         delivery = f", {delivery_cte_sql(link.removesuffix('_id'), 'record.click_id')}"
     lock = ""
     if kind is RecordKind.EVENT:
-        lock = """
+        lock = f"""
 ), locked AS (
     SELECT v.id, v.status FROM tracking_conversion v
-    WHERE v.click_id = (SELECT id FROM the_click) FOR SHARE"""
+    WHERE v.click_id = (SELECT id FROM the_click) FOR SHARE
+), click_records AS MATERIALIZED (
+    {_click_records_sql("(SELECT id FROM the_click)")}"""
     return f"""
 WITH the_click AS (
     SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id, c.created_at,
