@@ -12,6 +12,10 @@ cap gives it) are pure functions in tracking/rules.py; this module writes the co
   not approved for another reason, nothing it took is kept (a savepoint).
 - ``follow_status``: a record's status change adds it to or takes it from its caps' counters
   (rejecting frees its slot; nothing is approved automatically when one frees).
+- ``counters_ensure``: the counter rows the one-statement path (tracking/postback.py) takes its
+  slots in, made before it runs (once per cap and period in each process): that statement
+  locks and updates existing rows only, so a row it does not find only sends the postback
+  the ordinary way.
 - ``counter_start``: a new cap's counter for the current period starts at what the approved
   records of that period already add up to (the only count over records, once per cap).
 
@@ -19,10 +23,11 @@ Counters are taken in cap ID order, so two transactions never wait on each other
 counters in opposite orders.
 """
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -39,6 +44,53 @@ def _ensure(cap_id: int, start: date) -> None:
     # settled by the unique constraint (the loser's insert does nothing).
     CapCounter.objects.bulk_create(
         [CapCounter(cap_id=cap_id, period_start=start)], ignore_conflicts=True
+    )
+
+
+#: The (database, cap, period start) counter rows this process has made sure exist.
+_ensured: set[tuple[str, int, date]] = set()
+
+
+def counters_ensure(counters: "list[tuple[int, date]]") -> None:
+    """Make the counter rows of these (cap ID, period start) pairs where this process has not
+    yet: one statement on a period's first postback, none after. (Should a row be missing
+    after all, rolled back with a transaction around it, the one-statement path finds no
+    room and the ordinary path, which makes its rows every time, takes the postback.)"""
+    name = connection.settings_dict["NAME"]
+    missing = sorted({pair for pair in counters if (name, *pair) not in _ensured})
+    if not missing:
+        return
+    CapCounter.objects.bulk_create(
+        [CapCounter(cap_id=cap_id, period_start=start) for cap_id, start in missing],
+        ignore_conflicts=True,
+    )
+    _ensured.update((name, cap_id, start) for cap_id, start in missing)
+
+
+def counters_lock(caps: "Iterable[CapDefinition | OfferCap]", *, day: date) -> None:
+    """Lock the counters of ``caps``' periods holding ``day`` (made where missing), in cap ID
+    order, in the caller's transaction.
+
+    Every transaction that writes a record and its slots, or changes a record's status and
+    its counters, takes its counters' locks before it writes the record: the record's hourly
+    totals trigger locks a totals row, and the one-statement path (tracking/postback.py)
+    locks the counters first and the totals row last. Taken in the same order everywhere,
+    the two never wait on each other crosswise (a deadlock)."""
+    pairs = sorted({(cap.id, period_start(cap.period, day)) for cap in caps})
+    if not pairs:
+        return
+    CapCounter.objects.bulk_create(
+        [CapCounter(cap_id=cap_id, period_start=start) for cap_id, start in pairs],
+        ignore_conflicts=True,
+    )
+    wanted = Q(pk__in=[])
+    for cap_id, start in pairs:
+        wanted |= Q(cap_id=cap_id, period_start=start)
+    list(
+        CapCounter.objects.select_for_update()
+        .filter(wanted)
+        .order_by("cap_id")
+        .values_list("pk", flat=True)
     )
 
 
@@ -78,7 +130,7 @@ def preview(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str
     return rules.capped_status(decision, full)
 
 
-def _record_caps(record: Conversion | EventRecord) -> list[tuple[OfferCap, Decimal]]:
+def record_caps(record: Conversion | EventRecord) -> list[tuple[OfferCap, Decimal]]:
     """The caps an existing record counts against, with what it adds to each."""
     caps = list(OfferCap.objects.filter(offer_id=record.offer_id).order_by("pk"))
     if not caps:
@@ -107,7 +159,7 @@ def follow_status(record: Conversion | EventRecord, *, previous: str, status: st
     if was == now:
         return
     day = local_day(record.created_at)
-    for cap, amount in _record_caps(record):
+    for cap, amount in record_caps(record):
         start = period_start(cap.period, day)
         counters = CapCounter.objects.filter(cap_id=cap.pk, period_start=start)
         if now:

@@ -24,6 +24,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from offers.caps import local_day
 from offers.definitions import current_version, definitions
 from tracking import caps, rules
 from tracking.models import (
@@ -133,6 +134,8 @@ def _judge(kept: KeptPostback, click: Click, conversion: Conversion) -> Judged:
     record_id = None
     if decision.accepted:
         written = _Click(click.pk, click.offer_id, click.publisher_id, conversion.pk)
+        # Its counters are locked before its record is written (tracking/caps.py).
+        caps.counters_lock(decision.caps, day=local_day(now))
         try:
             with transaction.atomic():
                 record_id = EventRecord.objects.create(

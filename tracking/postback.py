@@ -27,11 +27,12 @@ import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from offers.caps import local_day, period_start
 from offers.definitions import (
     Definitions,
     cached_definitions,
@@ -39,7 +40,7 @@ from offers.definitions import (
     definitions,
     version_sql,
 )
-from offers.models import Event
+from offers.models import CapCounter, Event
 from offers.tokens import mask_token
 from tracking import caps, rules
 from tracking.deliveries import (
@@ -70,7 +71,7 @@ from tracking.rules import (
     PostbackParams,
     RecordKind,
 )
-from tracking.sql import Row, on_postgresql, run
+from tracking.sql import Row, is_deadlock, on_postgresql, run
 
 __all__ = ["PARAMETERS", "PostbackOutcome", "postback_process", "postback_unreadable"]
 
@@ -286,6 +287,7 @@ def _decide_and_write(
         # deliveries in one transaction. The caps may hold the record pending or reject
         # it, so its deliveries are written once they have had their say.
         with transaction.atomic():
+            caps.counters_lock(decision.caps, day=local_day(now))
             no_deliveries = DeliveryRows([], [], [], [], [])
             written = _write_any(request, decision, otherwise, read.click, no_deliveries, now)
             if isinstance(written, PostbackOutcome) and written.record_id is not None:
@@ -498,7 +500,7 @@ def _no_duplicate_sql(*, event: str, mode: str) -> str:
     makes this postback a duplicate (``mode`` an expression giving a ``DuplicateMode``),
     over the statement's ``click_records`` CTE (``_click_records_sql``)."""
     return (
-        f"NOT EXISTS (SELECT 1 FROM click_records r WHERE r.event_id = {event} "
+        f"NOT EXISTS (SELECT 1 FROM click_records r WHERE r.event_id = {event} "  # noqa: S608
         f"AND {mode} <> '{DuplicateMode.NONE.value}' "
         f"AND ({mode} = '{DuplicateMode.ANY_RECORD.value}' OR r.adv_sub = %(adv_sub)s))"
     )
@@ -788,8 +790,21 @@ _CANDIDATE_COLUMNS = {
 }
 
 
+# The caps' columns (``_cap_rows``): for each candidate offer, each cap its record counts
+# against (a publisher's cap only for that publisher's clicks), the first day of the cap's
+# period, its limit and what the record adds to it.
+_CAP_COLUMNS = {
+    "k_offer_id": "integer",
+    "k_cap_id": "integer",
+    "k_publisher_id": "integer",
+    "k_start": "date",
+    "k_limit": "numeric",
+    "k_amount": "numeric",
+}
+
+
 @functools.cache
-def _at_once_sql(kind: RecordKind, deliveries: bool = False) -> str:
+def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = False) -> str:
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
     candidate_columns = ", ".join(f"c_{name}" for name in _CANDIDATE_COLUMNS)
     candidate_types = ", ".join(f"c_{name} {type_}" for name, type_ in _CANDIDATE_COLUMNS.items())
@@ -835,6 +850,36 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False) -> str:
     delivery = ""
     if deliveries:
         delivery = f", {delivery_cte_sql(link.removesuffix('_id'), 'record.click_id')}"
+    # Caps (docs/postbacks.md "Caps"): the predicted fact is that every cap the record counts
+    # against has room. Its counters are locked in cap ID order (as tracking/caps.py takes
+    # them), the insert happens only where each has room (``used < limit``, read under the
+    # lock), and the record takes its slots in the same statement. A test click takes no
+    # slot: the ordinary path sees to it, as to a full cap or a counter not made yet.
+    cap_ctes = taken = ""
+    if capped:
+        cap_types = ", ".join(f"{name} {type_}" for name, type_ in _CAP_COLUMNS.items())
+        counter = CapCounter._meta.db_table
+        cap_ctes = f"""
+), caps AS (
+    SELECT k.* FROM click
+    JOIN json_to_recordset(%(caps)s::json) AS k({cap_types})
+         ON k.k_offer_id = click.offer_id
+            AND (k.k_publisher_id IS NULL OR k.k_publisher_id = click.publisher_id)
+), counters AS MATERIALIZED (
+    SELECT n.id, n.used < caps.k_limit AS room
+    FROM {counter} n JOIN caps ON n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
+    ORDER BY n.cap_id FOR UPDATE OF n"""  # noqa: S608 - names only
+        conditions += [
+            "(SELECT count(*) FILTER (WHERE room) FROM counters) = (SELECT count(*) FROM caps)",
+            "NOT (click.is_test AND EXISTS (SELECT 1 FROM caps))",
+        ]
+        taken = f""", taken AS (
+    UPDATE {counter} n SET used = n.used + caps.k_amount
+    FROM caps, record
+    WHERE n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
+      AND caps.k_offer_id = record.offer_id
+    RETURNING n.id
+)"""  # noqa: S608 - names only
     lock = ""
     if kind is RecordKind.EVENT:
         lock = f"""
@@ -842,7 +887,7 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False) -> str:
     SELECT v.id, v.status FROM tracking_conversion v
     WHERE v.click_id = (SELECT id FROM the_click) FOR SHARE
 ), click_records AS MATERIALIZED (
-    {_click_records_sql("(SELECT id FROM the_click)")}"""
+    {_click_records_sql("(SELECT id FROM the_click)")}"""  # noqa: S608 - names only
     return f"""
 WITH the_click AS (
     SELECT {version_sql()} AS version, c.id, c.offer_id, c.publisher_id, c.created_at,
@@ -852,6 +897,7 @@ WITH the_click AS (
 ), click AS (
     SELECT c.*, {conversion}
     FROM the_click c{" LEFT JOIN locked v ON TRUE" if lock else ""}
+{cap_ctes}
 ), candidate AS (
     SELECT click.*, {candidate_columns}
     FROM click JOIN json_to_recordset(%(candidates)s::json) AS cand({candidate_types})
@@ -869,7 +915,7 @@ WITH the_click AS (
            '', record.id
     FROM record
     RETURNING id
-){delivery}
+){taken}{delivery}
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
        click.conversion_status, click.created_at, click.is_test, (SELECT id FROM record),
        (SELECT id FROM log)
@@ -930,10 +976,9 @@ def _candidates(request: _Request, params: PostbackParams, defs: Definitions) ->
     accepted = []
     for offer_id in _candidate_offers(params, defs):
         decision = rules.decide(params, _predicted(request, params, offer_id), cached)
-        # A capped offer's records take their caps' slots in the ordinary path's
-        # transaction (tracking/caps.py); so do records a money cap holds for their currency.
+        # A record a money cap holds for its currency takes the ordinary path (rare).
         held = decision.record_status_reason == rules.CAP_CURRENCY
-        if decision.accepted and not decision.caps and not held:
+        if decision.accepted and not held:
             accepted.append(decision)
     return accepted
 
@@ -973,6 +1018,24 @@ def _candidate_row(decision: Decision) -> dict:
         "c_clicked_after": _iso(decision.clicked_after),
         "c_clicked_before": _iso(decision.clicked_before),
     }
+
+
+def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
+    """The candidates' caps (``_CAP_COLUMNS``) as JSON values, for the record made ``now``;
+    money as text, exact."""
+    day = local_day(now)
+    return [
+        {
+            "k_offer_id": decision.offer_id,
+            "k_cap_id": cap.id,
+            "k_publisher_id": cap.publisher_id,
+            "k_start": period_start(cap.period, day).isoformat(),
+            "k_limit": str(cap.limit),
+            "k_amount": str(rules.cap_amount(cap, decision)),
+        }
+        for decision in candidates
+        for cap in decision.caps
+    ]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -1018,10 +1081,25 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     }
     if fired:
         values |= fired.params(now=now)
-    with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        ((version, click_id, *click, record_id, log_id),) = run(
-            _at_once_sql(kind, bool(fired)), values
+    cap_rows = _cap_rows(candidates, now)
+    if cap_rows:
+        # The statement takes slots in existing counters only (tracking/caps.py).
+        caps.counters_ensure(
+            [(row["k_cap_id"], date.fromisoformat(row["k_start"])) for row in cap_rows]
         )
+        values["caps"] = json.dumps(cap_rows)
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            ((version, click_id, *click, record_id, log_id),) = run(
+                _at_once_sql(kind, bool(fired), bool(cap_rows)), values
+            )
+    except OperationalError as error:
+        # Crossed with a status change taking the same counters and hourly totals rows
+        # (tracking/caps.py ``counters_lock``): nothing was written; the ordinary path,
+        # which locks them in order, takes the postback.
+        if not is_deadlock(error):
+            raise
+        return _Attempt()
     if record_id is None:
         read_click = None if click_id is None else _Click(click_id, *click)
         return _Attempt(read=_Read(definitions(version=version), read_click))

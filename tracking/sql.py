@@ -43,6 +43,14 @@ from django.dispatch import receiver
 #: The largest ID of the definitions' 32-bit AutoFields (offers, publishers, events): a
 #: bigger number names nothing, and is never sent to the database, where it would overflow.
 MAX_DEFINITION_ID = 2**31 - 1
+#: PostgreSQL's SQLSTATE for a transaction aborted to break a deadlock.
+DEADLOCK = "40P01"
+
+
+def is_deadlock(error: Exception) -> bool:
+    """Whether a database error is PostgreSQL breaking a deadlock (the statement, or its
+    transaction, was rolled back whole and may simply be tried again)."""
+    return getattr(error.__cause__, "sqlstate", None) == DEADLOCK
 
 
 @functools.cache

@@ -35,7 +35,7 @@ from tracking.models import (
     RecordStatus,
     StatusChange,
 )
-from tracking.sql import on_postgresql, run
+from tracking.sql import is_deadlock, on_postgresql, run
 
 Source = StatusChange.Source
 APPROVED, PENDING, REJECTED = RecordStatus.APPROVED, RecordStatus.PENDING, RecordStatus.REJECTED
@@ -51,8 +51,6 @@ ADVERTISER_STATUSES = (APPROVED.value, REJECTED.value)
 REASON_LIMIT = 255
 
 CHANGE, UNCHANGED, INVALID = "change", "unchanged", "invalid"
-#: PostgreSQL's SQLSTATE for a transaction aborted to break a deadlock.
-DEADLOCK = "40P01"
 T = TypeVar("T")
 
 
@@ -225,7 +223,7 @@ def retrying_deadlocks(work: Callable[[], T], *, attempts: int = 3) -> T:
             with transaction.atomic():
                 return work()
         except OperationalError as exc:
-            if attempt == attempts or getattr(exc.__cause__, "sqlstate", None) != DEADLOCK:
+            if attempt == attempts or not is_deadlock(exc):
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -270,14 +268,16 @@ def _write(
     changed = {"status": status, "status_reason": reason, "status_changed_at": at}
     if model is EventRecord:
         changed["status_by_rule"] = by_rule
+    # A cap counts approved records: its counter follows (tracking/caps.py), written before
+    # the record, whose hourly totals trigger locks a totals row: counters first, totals
+    # last, in the order every writer takes them.
+    caps.follow_status(record, previous=previous, status=status)
     # Conditional on the status read under the lock: a belt to the lock's braces.
     updated = model.objects.filter(pk=record.pk, status=previous).update(**changed)
     if updated != 1:  # pragma: no cover - the row lock makes this unreachable
         raise RuntimeError(f"{model.__name__} {record.pk} changed under its lock")
     for name, value in changed.items():
         setattr(record, name, value)
-    # A cap counts approved records: its counter follows (tracking/caps.py).
-    caps.follow_status(record, previous=previous, status=status)
     link = "event_record" if model is EventRecord else "conversion"
     change = StatusChange.objects.create(
         **{link: record},

@@ -8,12 +8,23 @@ test's own transaction adds savepoints around writes, which are not counted here
 outside a test they do not exist.
 """
 
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from tests.factories import ClickFactory, ConversionFactory, EventFactory, OfferFactory
+from offers.models import CapCounter, OfferCap
+from tests.factories import (
+    ClickFactory,
+    ConversionFactory,
+    EventFactory,
+    OfferFactory,
+    PublisherFactory,
+)
 from tests.markers import requires_postgresql
+from tracking import caps
+from tracking.models import Conversion
 from tracking.services import generate_transaction_id
 
 pytestmark = [pytest.mark.django_db, requires_postgresql]
@@ -175,3 +186,76 @@ def test_a_click_is_one_statement_once_the_offer_is_cached(client, world):
     assert status == 302
     assert len(sql) == 1
     assert sql[0].lstrip().startswith("WITH state AS")
+
+
+def test_a_capped_offers_accepted_postbacks_are_one_statement_that_takes_their_slots(client, world):
+    conversion, event, token, warm = world
+    offer = conversion.offer
+    other_publisher = PublisherFactory()
+    made = [
+        OfferCap.objects.create(offer=offer, metric="conversions", period="day", limit=100),
+        OfferCap.objects.create(
+            offer=offer, metric="payout", period="month", limit=100_000, mode="soft"
+        ),
+        # Another publisher's cap: these clicks count nothing against it.
+        OfferCap.objects.create(
+            offer=offer, metric="conversions", period="day", limit=1, publisher=other_publisher
+        ),
+    ]
+    for cap in made:
+        caps.counter_start(cap)
+    start = {cap.pk: CapCounter.objects.get(cap=cap).used for cap in made}
+    # Warm the cache, and this process's knowledge of the period's counters.
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id, "event_id": 1})
+    # The period's first postback in this process makes sure its counters exist first (one
+    # statement more, once).
+    first = {"secure": token, "transaction_id": ClickFactory(offer=offer).transaction_id}
+    assert len(statements(client, "/postback", first)[1]) == 2
+    forms = [
+        {"transaction_id": ClickFactory(offer=offer).transaction_id, "offer_id": offer.pk},
+        {"transaction_id": ClickFactory(offer=offer).transaction_id},
+        {"transaction_id": converted_click(offer), "event_id": event.pk},
+        {"transaction_id": converted_click(offer), "event_name": "purchase"},
+    ]
+    payouts = Decimal(0)
+
+    for params in forms:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get("/postback", {"secure": token, **params})
+        sql = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+        body = response.json()
+        payouts += Decimal(body["payout"])
+
+        assert (response.status_code, body["record_status"], len(sql)) == (200, "approved", 1)
+    used = {cap.pk: CapCounter.objects.get(cap=cap).used for cap in made}
+    # The warm-up's conversion and the first counted too.
+    earlier = sum(
+        Conversion.objects.filter(
+            click__transaction_id__in=[warm.transaction_id, first["transaction_id"]]
+        ).values_list("payout", flat=True)
+    )
+    assert used[made[0].pk] == start[made[0].pk] + 4
+    assert used[made[1].pk] == start[made[1].pk] + payouts + earlier
+    assert used[made[2].pk] == start[made[2].pk]
+
+
+def test_a_full_cap_sends_the_postback_the_ordinary_way_which_records_it_capped(client, world):
+    conversion, event, token, warm = world
+    offer = conversion.offer
+    full = OfferCap.objects.create(offer=offer, metric="conversions", period="day", limit=1)
+    caps.counter_start(full)
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
+    assert CapCounter.objects.get(cap=full).used >= full.limit
+
+    response = client.get(
+        "/postback", {"secure": token, "transaction_id": ClickFactory(offer=offer).transaction_id}
+    )
+
+    body = response.json()
+    assert (response.status_code, body["record_status"], body["record_status_reason"]) == (
+        200,
+        "rejected",
+        "cap_reached",
+    )
+    assert CapCounter.objects.get(cap=full).used == full.limit

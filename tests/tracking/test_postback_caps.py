@@ -335,3 +335,33 @@ def test_with_one_slot_left_exactly_one_of_fifty_simultaneous_conversions_is_app
     assert new.filter(status="approved").count() == 1
     assert new.filter(status="rejected", status_reason="cap_reached").count() == 49
     assert offer_caps.cap_usage([daily]) == {daily.pk: 3}
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_with_the_servers_warm_exactly_as_many_as_there_are_slots_are_approved(servers):
+    # Once a worker has the definitions cached, an accepted postback takes its slots in the
+    # one statement that records it (tracking/postback.py); the first burst warms every
+    # worker (its conversions all have room), the second races for the last ten slots.
+    offer = OfferFactory()
+    daily = cap(offer, limit=50)
+    token = offer.advertiser.postback_token
+
+    def burst(count: int) -> list:  # noqa: ANN001
+        clicks = ClickFactory.create_batch(count, offer=offer)
+        params = [
+            {"secure": token, "transaction_id": c.transaction_id, "offer_id": offer.pk}
+            for c in clicks
+        ]
+        return fire_at_once([servers[n % len(servers)] for n in range(count)], params)
+
+    warm = burst(40)
+    assert [r.json()["record_status"] for r in warm].count("approved") == 40
+
+    responses = burst(50)
+
+    statuses = [r.json()["record_status"] for r in responses]
+    assert answers(responses) == {(200, "accepted"): 50}
+    assert (statuses.count("approved"), statuses.count("rejected")) == (10, 40)
+    assert Conversion.objects.filter(offer=offer, status="approved").count() == 50
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 50}
