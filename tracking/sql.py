@@ -106,8 +106,31 @@ def run(sql: str, params: dict[str, Any]) -> list[tuple]:
 
 def _run(db: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> list[tuple]:
     with _cursor(db) as cursor:
-        cursor.execute(sql, params)
+        if db.vendor == "postgresql":
+            # PostgreSQL's own placeholders, numbered once per statement: psycopg then sends
+            # the text as it is instead of parsing it on every call (it caches its parse
+            # only for statements under 4 kB, and the longest here are longer).
+            query, names = numbered(sql)
+            cursor.execute(query, [params[name] for name in names])
+        else:
+            cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+_PLACEHOLDER_RE = re.compile(r"%\((\w+)\)s")
+
+
+@functools.cache
+def numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """``sql`` with its named placeholders (``%(name)s``) as PostgreSQL numbers them ($1,
+    $2…), encoded; and the names in that order (a name used twice is one parameter)."""
+    names: dict[str, int] = {}
+
+    def number(match: re.Match) -> str:
+        return f"${names.setdefault(match[1], len(names) + 1)}"
+
+    text = _PLACEHOLDER_RE.sub(number, sql).replace("%%", "%")
+    return text.encode(), tuple(names)
 
 
 def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
@@ -127,13 +150,14 @@ def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
 
 @functools.cache
 def _prepared_cursor_class() -> type:
-    from django.db.backends.postgresql.base import ServerBindingCursor
+    from psycopg import RawCursor
 
     options = settings.DATABASES["default"].get("OPTIONS", {})
 
-    class PreparedCursor(ServerBindingCursor):
-        """Server-side binding; every statement prepared on first use per connection
-        (unless prepared statements are switched off: ``CONN_PREPARED_STATEMENTS``)."""
+    class PreparedCursor(RawCursor):
+        """Server-side binding with PostgreSQL's own placeholders (``numbered``); every
+        statement prepared on first use per connection (unless prepared statements are
+        switched off: ``CONN_PREPARED_STATEMENTS``)."""
 
         prepare = options.get("prepare_threshold") is not None
 
