@@ -285,6 +285,8 @@ def deliveries_for_status_change(
     ).update(outcome=Delivery.Outcome.SUPERSEDED, next_attempt_at=None)
     related = ["click", "offer", "event"] if is_event else ["click", "offer"]
     full = model.objects.select_related(*related).get(pk=record.pk)
+    # The record as the change leaves it (the caller may write its row after this).
+    full.status, full.status_reason = change.to_status, change.reason
     if full.click.is_test:
         return []
     postbacks = offer_postbacks(full.offer_id)

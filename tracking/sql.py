@@ -121,16 +121,16 @@ _PLACEHOLDER_RE = re.compile(r"%\((\w+)\)s")
 
 
 @functools.cache
-def numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+def numbered(sql: str) -> tuple[str, tuple[str, ...]]:
     """``sql`` with its named placeholders (``%(name)s``) as PostgreSQL numbers them ($1,
-    $2…), encoded; and the names in that order (a name used twice is one parameter)."""
+    $2…); and the names in that order (a name used twice is one parameter)."""
     names: dict[str, int] = {}
 
     def number(match: re.Match) -> str:
         return f"${names.setdefault(match[1], len(names) + 1)}"
 
     text = _PLACEHOLDER_RE.sub(number, sql).replace("%%", "%")
-    return text.encode(), tuple(names)
+    return text, tuple(names)
 
 
 def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:

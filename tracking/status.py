@@ -268,16 +268,8 @@ def _write(
     changed = {"status": status, "status_reason": reason, "status_changed_at": at}
     if model is EventRecord:
         changed["status_by_rule"] = by_rule
-    # A cap counts approved records: its counter follows (tracking/caps.py), written before
-    # the record, whose hourly totals trigger locks a totals row: counters first, totals
-    # last, in the order every writer takes them.
+    # A cap counts approved records: its counter follows (tracking/caps.py).
     caps.follow_status(record, previous=previous, status=status)
-    # Conditional on the status read under the lock: a belt to the lock's braces.
-    updated = model.objects.filter(pk=record.pk, status=previous).update(**changed)
-    if updated != 1:  # pragma: no cover - the row lock makes this unreachable
-        raise RuntimeError(f"{model.__name__} {record.pk} changed under its lock")
-    for name, value in changed.items():
-        setattr(record, name, value)
     link = "event_record" if model is EventRecord else "conversion"
     change = StatusChange.objects.create(
         **{link: record},
@@ -290,6 +282,16 @@ def _write(
     )
     # The publisher postbacks it fires, in this transaction (SPEC "Publisher postbacks").
     deliveries_for_status_change(record=record, change=change, now=at)
+    # The record's row last: its hourly totals trigger locks a totals row that every change
+    # and every new record of the offer's hour may want, held until this transaction
+    # commits; taken last, it is held for the fewest statements. (The counters above come
+    # before it, in the order every writer takes them: tracking/caps.py.)
+    # Conditional on the status read under the lock: a belt to the lock's braces.
+    updated = model.objects.filter(pk=record.pk, status=previous).update(**changed)
+    if updated != 1:  # pragma: no cover - the row lock makes this unreachable
+        raise RuntimeError(f"{model.__name__} {record.pk} changed under its lock")
+    for name, value in changed.items():
+        setattr(record, name, value)
 
 
 def _follow(conversion: Conversion, *, at: Any) -> list[tuple[int, str, str]]:
