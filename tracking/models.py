@@ -681,11 +681,25 @@ class Delivery(models.Model):
             models.Index(fields=["offer", "created_at"], name="delivery_offer_created"),
             # Search by transaction_id.
             models.Index(fields=["transaction_id"], name="delivery_transaction_id"),
-            # Auto-disable: a postback's last finished deliveries.
-            models.Index(fields=["postback", "finished_at"], name="delivery_postback_finished"),
+            # Auto-disable: a postback's last finished deliveries. Partial, like the two below:
+            # a new delivery (written by the tracking path) adds no entry to it, and only
+            # one of the record links ever has a value.
+            models.Index(
+                fields=["postback", "finished_at"],
+                condition=Q(finished_at__isnull=False),
+                name="delivery_postback_finished",
+            ),
             # A record's deliveries (status deliveries superseded by a later change).
-            models.Index(fields=["conversion"], name="delivery_conversion"),
-            models.Index(fields=["event_record"], name="delivery_event_record"),
+            models.Index(
+                fields=["conversion"],
+                condition=Q(conversion__isnull=False),
+                name="delivery_conversion",
+            ),
+            models.Index(
+                fields=["event_record"],
+                condition=Q(event_record__isnull=False),
+                name="delivery_event_record",
+            ),
         ]
 
     def __str__(self) -> str:
