@@ -79,6 +79,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=0.0, help="prune's --pause (seconds)")
     parser.add_argument("--skip-layouts", action="store_true", help="skip step 1")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    # The server as make bench starts it by default (bench/postbacks.py start_server).
+    parser.set_defaults(workers=None, threads=None, plain_gunicorn=False)
     return parser.parse_args()
 
 
@@ -121,7 +123,7 @@ def measure_layouts(wrk: str, args: argparse.Namespace, env: dict, defs: dict) -
             migrate_to(partitioned)
             vacuum()
             runs = {name: paths for name, _, paths, _ in scenarios(defs, size=size)}
-            server = start_server(env, args.port, None, None)
+            server = start_server(env, args)
             try:
                 run_wrk(wrk, args, runs["healthz"][0], 2)  # warm the workers
                 for name in ("click", "event", "conversion"):
@@ -307,7 +309,7 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
         "CLICK_RETENTION_DAYS": str(keep_days),
         "POSTBACK_LOG_RETENTION_DAYS": str(settings.POSTBACK_LOG_RETENTION_DAYS),
     }
-    server = start_server(env, args.port, None, None)
+    server = start_server(env, args)
     try:
         run_wrk(wrk, args, event_paths[0], 2)  # warm the workers
         before = run_wrk(wrk, args, event_paths[0], args.duration)
