@@ -39,12 +39,17 @@ from tracking import rules
 from tracking.models import Click, Conversion, EventRecord, RecordStatus
 
 
-def _ensure(cap_id: int, start: date) -> None:
+def _make(pairs: "Iterable[tuple[int, date]]") -> None:
     # The counter row of a period is made by its first record; a race to make it is
     # settled by the unique constraint (the loser's insert does nothing).
     CapCounter.objects.bulk_create(
-        [CapCounter(cap_id=cap_id, period_start=start)], ignore_conflicts=True
+        [CapCounter(cap_id=cap_id, period_start=start) for cap_id, start in pairs],
+        ignore_conflicts=True,
     )
+
+
+def _ensure(cap_id: int, start: date) -> None:
+    _make([(cap_id, start)])
 
 
 #: The (database, cap, period start) counter rows this process has made sure exist.
@@ -60,10 +65,7 @@ def counters_ensure(counters: "list[tuple[int, date]]") -> None:
     missing = sorted({pair for pair in counters if (name, *pair) not in _ensured})
     if not missing:
         return
-    CapCounter.objects.bulk_create(
-        [CapCounter(cap_id=cap_id, period_start=start) for cap_id, start in missing],
-        ignore_conflicts=True,
-    )
+    _make(missing)
     _ensured.update((name, cap_id, start) for cap_id, start in missing)
 
 
@@ -79,10 +81,7 @@ def counters_lock(caps: "Iterable[CapDefinition | OfferCap]", *, day: date) -> N
     pairs = sorted({(cap.id, period_start(cap.period, day)) for cap in caps})
     if not pairs:
         return
-    CapCounter.objects.bulk_create(
-        [CapCounter(cap_id=cap_id, period_start=start) for cap_id, start in pairs],
-        ignore_conflicts=True,
-    )
+    _make(pairs)
     wanted = Q(pk__in=[])
     for cap_id, start in pairs:
         wanted |= Q(cap_id=cap_id, period_start=start)

@@ -1021,15 +1021,17 @@ def _candidate_row(decision: Decision) -> dict:
 
 
 def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
-    """The candidates' caps (``_CAP_COLUMNS``) as JSON values, for the record made ``now``;
-    money as text, exact."""
+    """The candidates' caps (``_CAP_COLUMNS``), for the record made ``now``; money as text,
+    exact (``k_start`` a date: JSON text once encoded)."""
+    if not any(decision.caps for decision in candidates):
+        return []  # most offers: no day to work out
     day = local_day(now)
     return [
         {
             "k_offer_id": decision.offer_id,
             "k_cap_id": cap.id,
             "k_publisher_id": cap.publisher_id,
-            "k_start": period_start(cap.period, day).isoformat(),
+            "k_start": period_start(cap.period, day),
             "k_limit": str(cap.limit),
             "k_amount": str(rules.cap_amount(cap, decision)),
         }
@@ -1084,10 +1086,8 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     cap_rows = _cap_rows(candidates, now)
     if cap_rows:
         # The statement takes slots in existing counters only (tracking/caps.py).
-        caps.counters_ensure(
-            [(row["k_cap_id"], date.fromisoformat(row["k_start"])) for row in cap_rows]
-        )
-        values["caps"] = json.dumps(cap_rows)
+        caps.counters_ensure([(row["k_cap_id"], row["k_start"]) for row in cap_rows])
+        values["caps"] = json.dumps(cap_rows, default=date.isoformat)
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             ((version, click_id, *click, record_id, log_id),) = run(
