@@ -77,6 +77,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8097)
     parser.add_argument("--batch-size", type=int, default=1000, help="prune's --batch-size")
     parser.add_argument("--pause", type=float, default=0.0, help="prune's --pause (seconds)")
+    parser.add_argument(
+        "--pause-factor", type=float, default=None, help="prune's --pause-factor (its default)"
+    )
     parser.add_argument("--skip-layouts", action="store_true", help="skip step 1")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     # The server as make bench starts it by default (bench/postbacks.py start_server).
@@ -327,6 +330,11 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
                     str(args.batch_size),
                     "--pause",
                     str(args.pause),
+                    *(
+                        ["--pause-factor", str(args.pause_factor)]
+                        if args.pause_factor is not None
+                        else []
+                    ),
                 ],
                 cwd=ROOT,
                 env=prune_env,
@@ -385,6 +393,9 @@ def report(
     prune: dict,
     started: str,
 ) -> str:
+    from tracking.retention import DEFAULT_PAUSE_FACTOR
+
+    pause_factor = DEFAULT_PAUSE_FACTOR if args.pause_factor is None else args.pause_factor
     lines = [
         f"`make bench-retention` on {os.cpu_count()} cores (started {started}): "
         f"wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s, gunicorn "
@@ -435,7 +446,8 @@ def report(
         f"| … after the prune | {prune['after']['rps']:,.0f} req/s |",
         f"| during ÷ mean of before and after | {prune['ratio']:.2f} |",
         f"| the prune: {prune['clicks_deleted']:,} old clicks deleted, batches of "
-        f"{args.batch_size}, --pause {args.pause} | {prune['prune_seconds']:.1f} s"
+        f"{args.batch_size}, --pause {args.pause}, --pause-factor {pause_factor:g} "
+        f"| {prune['prune_seconds']:.1f} s"
         f"{ending} |",
     ]
     return "\n".join(lines) + "\n"

@@ -42,6 +42,9 @@ from tracking.models import Click, PostbackLog, PruneMark
 
 LOG_TABLE = PostbackLog._meta.db_table
 DROP_ATTEMPTS = 5
+#: ``manage.py prune``'s rest after each batch, as a multiple of the batch's time (``Pace``):
+#: measured in docs/benchmarks.md "Retention".
+DEFAULT_PAUSE_FACTOR = 2.0
 
 Progress = Callable[[str], None]
 
@@ -232,13 +235,31 @@ class _Reporter:
             self.progress(f"  {self.what}: {count:,} deleted {state} ({rate:,.0f}/s)")
 
 
+@dataclass(frozen=True)
+class Pace:
+    """The rest after each batch, which leaves the tracking path its room: ``pause``
+    seconds, plus ``factor`` times what the batch took. The factor keeps the share of the
+    machine a prune takes the same on any machine and under any load (a batch that takes
+    longer because postbacks are busy is followed by a longer rest): with factor 2, the
+    prune works a third of the time."""
+
+    pause: float = 0.0
+    factor: float = 0.0
+
+    def rest(self, started: float) -> None:
+        seconds = self.pause + self.factor * (time.monotonic() - started)
+        if seconds > 0:
+            time.sleep(seconds)
+
+
 def _delete_log_rows(
-    before: datetime, *, batch_size: int, pause: float, lock_timeout_ms: int, progress: Progress
+    before: datetime, *, batch_size: int, pace: Pace, lock_timeout_ms: int, progress: Progress
 ) -> int:
     """Delete log rows created before ``before`` in batches (on PostgreSQL, only rows no
     longer in a month's partition reach here: the DEFAULT partition's)."""
     report, total = _Reporter(progress, "postback log rows"), 0
     while True:
+        started = time.monotonic()
         with transaction.atomic():
             _lock_timeout(lock_timeout_ms)
             ids = list(
@@ -251,14 +272,13 @@ def _delete_log_rows(
             deleted, _ = PostbackLog.objects.filter(id__in=ids, created_at__lt=before).delete()
         total += deleted
         report(total)
-        if pause:
-            time.sleep(pause)
+        pace.rest(started)
     report(total, done=True)
     return total
 
 
 def _delete_clicks(
-    before: datetime, *, batch_size: int, pause: float, lock_timeout_ms: int, progress: Progress
+    before: datetime, *, batch_size: int, pace: Pace, lock_timeout_ms: int, progress: Progress
 ) -> int:
     """Delete unreferenced clicks created before ``before``, oldest first, in batches.
 
@@ -267,6 +287,7 @@ def _delete_clicks(
     report, total = _Reporter(progress, "unconverted clicks"), 0
     after: tuple[datetime, int] | None = None
     while True:
+        started = time.monotonic()
         candidates = Click.objects.filter(created_at__lt=before)
         if after is not None:
             # A range on created_at the index can seek to, not an OR it would have to scan
@@ -295,8 +316,7 @@ def _delete_clicks(
                     deleted = Click.objects.filter(id__in=doomed).delete()[1]
                     total += deleted.get(Click._meta.label, 0)
         report(total)
-        if pause:
-            time.sleep(pause)
+        pace.rest(started)
     report(total, done=True)
     return total
 
@@ -317,19 +337,21 @@ def prune(
     now: datetime | None = None,
     batch_size: int = 1000,
     pause: float = 0.0,
+    pause_factor: float = 0.0,
     lock_timeout_ms: int = partitions.LOCK_TIMEOUT_MS,
     drop_attempts: int = DROP_ATTEMPTS,
     progress: Progress = _quiet,
 ) -> PruneResult:
     """Remove what the retention settings say is past retention at ``now`` (see the module
     docstring): make the coming months' partitions, drop the log's expired months, delete
-    what is left row by row in batches of ``batch_size`` (sleeping ``pause`` seconds between
-    batches), then the expired unconverted clicks. Each step is its own transaction; a run
-    stopped half way leaves a consistent database, and the next run goes on. A month whose
-    drop does not get its lock in ``lock_timeout_ms`` is tried ``drop_attempts`` times,
-    then left (with its rows) for the next run."""
+    what is left row by row in batches of ``batch_size`` (resting between batches as
+    ``Pace(pause, pause_factor)`` says), then the expired unconverted clicks. Each step is
+    its own transaction; a run stopped half way leaves a consistent database, and the next
+    run goes on. A month whose drop does not get its lock in ``lock_timeout_ms`` is tried
+    ``drop_attempts`` times, then left (with its rows) for the next run."""
     now = now or timezone.now()
     plan = prune_plan(now=now, count_clicks=False)
+    pace = Pace(pause=pause, factor=pause_factor)
     result = PruneResult()
     if partitions.is_partitioned(LOG_TABLE):
         result.created_partitions = partitions.ensure_partitions(
@@ -376,7 +398,7 @@ def prune(
     result.log_rows = _delete_log_rows(
         log_before,
         batch_size=batch_size,
-        pause=pause,
+        pace=pace,
         lock_timeout_ms=lock_timeout_ms,
         progress=progress,
     )
@@ -384,7 +406,7 @@ def prune(
     result.clicks = _delete_clicks(
         plan.click_before,
         batch_size=batch_size,
-        pause=pause,
+        pace=pace,
         lock_timeout_ms=lock_timeout_ms,
         progress=progress,
     )

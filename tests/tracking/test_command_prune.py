@@ -2,6 +2,7 @@
 retention settings say (whole log months, unconverted clicks) and nothing else, on
 PostgreSQL (dropped partitions) and SQLite (batched deletes); reports still add up."""
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
@@ -26,7 +27,7 @@ from tests.factories import (
 from tests.markers import ON_POSTGRESQL, requires_postgresql
 from tracking import partitions
 from tracking.models import Click, Conversion, EventRecord, PostbackLog, PruneMark
-from tracking.retention import prune
+from tracking.retention import Pace, prune
 
 pytestmark = pytest.mark.django_db
 
@@ -249,6 +250,22 @@ def test_a_log_row_whose_click_was_pruned_still_shows_in_the_admin_and_the_api(
 def test_bad_options_are_refused():
     with pytest.raises(Exception, match="must be positive"):
         run("--batch-size", "0")
+    with pytest.raises(Exception, match="must be 0 or more"):
+        run("--pause-factor", "-1")
+
+
+def test_the_rest_after_a_batch_is_the_pause_plus_the_factor_times_the_batch():
+    # tracking/retention.py Pace: with factor 2, a batch that took 50 ms is followed by
+    # 100 ms of rest, so a prune works a third of the time whatever the load.
+    pace = Pace(pause=0.02, factor=2)
+    batch_started = time.monotonic() - 0.05
+
+    pace.rest(batch_started)
+
+    assert time.monotonic() - batch_started >= 0.05 + 0.02 + 2 * 0.05
+    rested = time.monotonic()
+    Pace().rest(time.monotonic() - 1)
+    assert time.monotonic() - rested < 0.05
 
 
 @requires_postgresql

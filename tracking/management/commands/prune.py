@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from tracking.partitions import LOCK_TIMEOUT_MS
-from tracking.retention import prune, prune_plan
+from tracking.retention import DEFAULT_PAUSE_FACTOR, prune, prune_plan
 
 
 def _size(size: int) -> str:
@@ -34,7 +34,15 @@ class Command(BaseCommand):
             "--pause",
             type=float,
             default=0.0,
-            help="Seconds to sleep between batches (gives the tracking path more room).",
+            help="Seconds to sleep after each batch, on top of --pause-factor's rest.",
+        )
+        parser.add_argument(
+            "--pause-factor",
+            type=float,
+            default=DEFAULT_PAUSE_FACTOR,
+            help="After each batch, rest this many times as long as the batch took: the "
+            "share of the machine a prune takes, whatever the load (default "
+            f"{DEFAULT_PAUSE_FACTOR:g}: it works a third of the time; 0 to go flat out).",
         )
         parser.add_argument(
             "--lock-timeout-ms",
@@ -45,8 +53,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["batch_size"] < 1 or options["pause"] < 0 or options["lock_timeout_ms"] < 1:
-            raise CommandError("--batch-size and --lock-timeout-ms must be positive, --pause >= 0.")
+        if options["batch_size"] < 1 or options["lock_timeout_ms"] < 1:
+            raise CommandError("--batch-size and --lock-timeout-ms must be positive.")
+        if options["pause"] < 0 or options["pause_factor"] < 0:
+            raise CommandError("--pause and --pause-factor must be 0 or more.")
         now = timezone.now()
         apply = options["apply"]
         plan = prune_plan(now=now, count_clicks=not apply)
@@ -83,6 +93,7 @@ class Command(BaseCommand):
             now=now,
             batch_size=options["batch_size"],
             pause=options["pause"],
+            pause_factor=options["pause_factor"],
             lock_timeout_ms=options["lock_timeout_ms"],
             progress=write,
         )
