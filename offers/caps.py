@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from offers.models import CapCounter, OfferCap
@@ -57,7 +57,18 @@ def cap_usage(caps: Iterable[OfferCap]) -> dict[int, Decimal]:
     wanted = Q(pk__in=[])
     for cap in caps:
         wanted |= Q(cap_id=cap.pk, period_start=period_start(cap.period, day))
-    used = dict(CapCounter.objects.filter(wanted).values_list("cap_id", "used")) if caps else {}
+    # A cap's use is the sum of its counter's shards (tracking/caps.py).
+    used = (
+        dict(
+            CapCounter.objects.filter(wanted)
+            .values("cap_id")
+            .annotate(total=Sum("used"))
+            .order_by()
+            .values_list("cap_id", "total")
+        )
+        if caps
+        else {}
+    )
     return {cap.pk: used.get(cap.pk, Decimal(0)) for cap in caps}
 
 

@@ -401,31 +401,45 @@ class OfferCap(models.Model):
         return f"{self.limit} {self.metric} per {self.period} ({scope}, {self.mode})"
 
 
+#: Counter rows per cap and period (``CapCounter``).
+CAP_COUNTER_SHARDS = 16
+
+
 class CapCounter(models.Model):
-    """What the approved records of one cap's period add up to (docs/postbacks.md "Caps").
+    """One share of what the approved records of one cap's period add up to
+    (docs/postbacks.md "Caps"): a cap's use in a period is the sum of its ``SHARDS`` rows.
 
     Written only by tracking (tracking/caps.py), in the transaction that writes or changes a
-    record, so a postback never
-    counts records: it adds to one row with a conditional update (``used + x <= limit``),
-    which also makes the last slot go to exactly one of any number of simultaneous
-    conversions.
+    record, so a postback never counts records. While a period is far from its limit, a
+    record adds to one share picked at random (postbacks of one offer then rarely wait on
+    each other); near the limit the period turns ``exact``, and every record locks all its
+    shares and reads their sum, so the last slot goes to exactly one of any number of
+    simultaneous conversions.
     """
+
+    SHARDS = CAP_COUNTER_SHARDS
 
     id = models.BigAutoField(primary_key=True)
     cap = models.ForeignKey(OfferCap, on_delete=models.CASCADE, related_name="counters")
     # The first day of the period in TIME_ZONE (a Monday for weeks, the 1st for months);
     # 1970-01-01 for a total.
     period_start = models.DateField()
+    shard = models.PositiveSmallIntegerField(default=0)
     used = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    # Set on every shard of the period once it nears its limit (tracking/caps.py): from
+    # then on to the period's end, its records are counted one at a time.
+    exact = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
-            # One counter per cap and period: the row every postback of that period updates.
             models.UniqueConstraint(
-                fields=["cap", "period_start"], name="capcounter_one_per_period"
+                fields=["cap", "period_start", "shard"], name="capcounter_one_per_shard"
             ),
             models.CheckConstraint(condition=Q(used__gte=0), name="capcounter_used_gte_0"),
+            models.CheckConstraint(
+                condition=Q(shard__lt=CAP_COUNTER_SHARDS), name="capcounter_shard_in_range"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"Cap {self.cap_id} from {self.period_start}: {self.used}"
+        return f"Cap {self.cap_id} from {self.period_start}, shard {self.shard}: {self.used}"

@@ -3,24 +3,46 @@ add up to, kept in ``CapCounter`` rows in the transactions that write or change 
 
 Periods and each cap's use in the current period (for the offer page and the API) are
 read in offers/caps.py. The rules (which caps a record counts against, the status a full
-cap gives it) are pure functions in tracking/rules.py; this module writes the counters:
+cap gives it) are pure functions in tracking/rules.py; this module writes the counters.
 
-- ``take_slots``: a new record takes a slot of each of its caps with a conditional update
-  (``used < limit``), so of any number of simultaneous records exactly as many get a slot
-  as there are slots (PostgreSQL re-checks the condition on the row a concurrent update
-  left; SQLite runs one write transaction at a time). Where a cap is full, or the record is
-  not approved for another reason, nothing it took is kept (a savepoint).
-- ``follow_status``: a record's status change adds it to or takes it from its caps' counters
-  (rejecting frees its slot; nothing is approved automatically when one frees).
-- ``counters_ensure``: the counter rows the one-statement path (tracking/postback.py) takes its
-  slots in, made before it runs (once per cap and period in each process): that statement
-  locks and updates existing rows only, so a row it does not find only sends the postback
-  the ordinary way.
+**Shards.** A cap's use in a period is the sum of ``CapCounter.SHARDS`` rows, so that the
+postbacks of one offer do not all queue for one row lock, held to each one's commit.
+A record takes a cap's slot one of two ways:
+
+- **Shared**, far from the limit (the one-statement path, tracking/postback.py): it reads
+  the shards' sum without a lock and, where ``sum + margin <= limit`` and the period is not
+  ``exact``, adds to one shard picked at random, locking that row only (re-checking under
+  the lock that the period did not turn ``exact`` meanwhile). ``margin`` (``headroom``)
+  covers what every other transaction that can be open at that moment may add unseen:
+  at most one record each, and PostgreSQL never has more open than ``max_connections``.
+  So however the shared records interleave, the sum never passes the limit.
+- **Exact**, near the limit (and always in the ordinary path): it locks every shard of the
+  period in order, reads their sum, takes a slot only where ``sum < limit``, and, near the
+  limit, marks the period ``exact``: every record after it goes the exact way, and a shared
+  record that read the sum before but had not yet locked its shard finds the mark under the
+  lock and does not count. So of any number of simultaneous records near the limit, exactly
+  as many get a slot as there are slots.
+
+Money caps go the shared way only for records worth at most a quarter of the limit shared
+out among ``max_connections`` (``headroom``), and while three quarters of the limit are
+left; a bigger record is counted the exact way and marks its period.
+
+The functions:
+
+- ``take_slots``: a new record takes a slot of each of its caps the exact way. Where a cap
+  is full, or the record is not approved for another reason, nothing it took is kept (a
+  savepoint).
+- ``follow_status``: a record's status change adds it to or takes it from its caps'
+  counters (rejecting frees its slot; nothing is approved automatically when one frees).
+- ``counters_ensure``: the counter rows the one-statement path takes its slots in, made
+  before it runs (once per cap and period in each process): that statement locks and
+  updates existing rows only, so a row it does not find only sends the postback the
+  ordinary way.
 - ``counter_start``: a new cap's counter for the current period starts at what the approved
   records of that period already add up to (the only count over records, once per cap).
 
-Counters are taken in cap ID order, so two transactions never wait on each other's
-counters in opposite orders.
+Counters are locked in (cap ID, shard) order, so two transactions never wait on each
+other's counters in opposite orders.
 """
 
 from collections.abc import Iterable
@@ -28,8 +50,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.backends.signals import connection_created
 from django.db.models import F, Q, Sum
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from offers.caps import local_day, period_bounds, period_start
@@ -38,18 +60,67 @@ from offers.models import CapCounter, OfferCap
 from tracking import rules
 from tracking.models import Click, Conversion, EventRecord, RecordStatus
 
+#: Of a money cap, the part the shared way may leave to records in flight (``headroom``).
+MONEY_SHARED_PART = Decimal(4)
+
+
+def headroom(cap: "CapDefinition | OfferCap", amount: Decimal, in_flight: int) -> Decimal | None:
+    """The margin a record adding ``amount`` to ``cap`` must find below the limit to take
+    its slot the shared way: what ``in_flight`` other open transactions may add unseen, each
+    at most one record of at most the cap's bound (1 for a conversions cap; for a money cap,
+    the limit ÷ (4 × ``in_flight``)). None: the record is bigger than the bound and is
+    counted the exact way."""
+    if cap.metric == OfferCap.Metric.CONVERSIONS:
+        bound = Decimal(1)
+    else:
+        bound = cap.limit / (MONEY_SHARED_PART * in_flight)
+    if amount > bound:
+        return None
+    return bound * in_flight
+
+
+def is_near(used: Decimal, limit: Decimal, margin: Decimal | None) -> bool:
+    """Whether a period at ``used`` must be counted the exact way (``headroom``'s margin)."""
+    return margin is None or used + margin > limit
+
+
+#: max_connections per database alias, read once per connection (a new connection may find
+#: a restarted server with another setting).
+_in_flight: dict[str, int] = {}
+
+
+def in_flight_bound() -> int:
+    """The most transactions that can be open at once on the database: PostgreSQL's
+    ``max_connections`` (SQLite writes one transaction at a time)."""
+    alias = connection.alias
+    if alias not in _in_flight:
+        if connection.vendor != "postgresql":
+            _in_flight[alias] = 1
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW max_connections")
+                _in_flight[alias] = int(cursor.fetchone()[0])
+    return _in_flight[alias]
+
+
+def _forget_in_flight(sender: object, connection: object, **kwargs: object) -> None:
+    _in_flight.pop(connection.alias, None)
+
+
+connection_created.connect(_forget_in_flight, dispatch_uid="tracking.caps.in_flight")
+
 
 def _make(pairs: "Iterable[tuple[int, date]]") -> None:
-    # The counter row of a period is made by its first record; a race to make it is
+    # The counter rows of a period are made by its first record; a race to make them is
     # settled by the unique constraint (the loser's insert does nothing).
     CapCounter.objects.bulk_create(
-        [CapCounter(cap_id=cap_id, period_start=start) for cap_id, start in pairs],
+        [
+            CapCounter(cap_id=cap_id, period_start=start, shard=shard)
+            for cap_id, start in pairs
+            for shard in range(CapCounter.SHARDS)
+        ],
         ignore_conflicts=True,
     )
-
-
-def _ensure(cap_id: int, start: date) -> None:
-    _make([(cap_id, start)])
 
 
 #: The (database, cap, period start) counter rows this process has made sure exist.
@@ -69,6 +140,27 @@ def counters_ensure(counters: "list[tuple[int, date]]") -> None:
     _ensured.update((name, cap_id, start) for cap_id, start in missing)
 
 
+def _periods(pairs: "Iterable[tuple[int, date]]") -> Q:
+    wanted = Q(pk__in=[])
+    for cap_id, start in pairs:
+        wanted |= Q(cap_id=cap_id, period_start=start)
+    return wanted
+
+
+def _lock(pairs: "Iterable[tuple[int, date]]") -> list[CapCounter]:
+    """Every shard of these periods (made where missing), locked in (cap, shard) order."""
+    pairs = sorted(set(pairs))
+    if not pairs:
+        return []
+    _make(pairs)
+    return list(
+        CapCounter.objects.select_for_update()
+        .filter(_periods(pairs))
+        .order_by("cap_id", "shard")
+        .only("id", "cap_id", "shard", "used", "exact")
+    )
+
+
 def counters_lock(caps: "Iterable[CapDefinition | OfferCap]", *, day: date) -> None:
     """Lock the counters of ``caps``' periods holding ``day`` (made where missing), in cap ID
     order, in the caller's transaction.
@@ -78,54 +170,58 @@ def counters_lock(caps: "Iterable[CapDefinition | OfferCap]", *, day: date) -> N
     totals trigger locks a totals row, and the one-statement path (tracking/postback.py)
     locks the counters first and the totals row last. Taken in the same order everywhere,
     the two never wait on each other crosswise (a deadlock)."""
-    pairs = sorted({(cap.id, period_start(cap.period, day)) for cap in caps})
-    if not pairs:
-        return
-    _make(pairs)
-    wanted = Q(pk__in=[])
-    for cap_id, start in pairs:
-        wanted |= Q(cap_id=cap_id, period_start=start)
-    list(
-        CapCounter.objects.select_for_update()
-        .filter(wanted)
-        .order_by("cap_id")
-        .values_list("pk", flat=True)
-    )
+    _lock((cap.id, period_start(cap.period, day)) for cap in caps)
 
 
 def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str, bool]:
     """Take a slot of each of ``decision.caps`` for the record just written (in the caller's
-    transaction). The record's status by ``rules.capped_status``; the slots are kept only
-    when it is approved. (status, reason, set by the rule)"""
+    transaction), the exact way (module docstring). The record's status by
+    ``rules.capped_status``; the slots are kept only when it is approved.
+    (status, reason, set by the rule)"""
     day = local_day(created_at)
     full: list[CapDefinition] = []
+    in_flight = in_flight_bound()
     with transaction.atomic():
         for cap in sorted(decision.caps, key=lambda c: c.id):
             start = period_start(cap.period, day)
-            _ensure(cap.id, start)
-            taken = CapCounter.objects.filter(
-                cap_id=cap.id, period_start=start, used__lt=cap.limit
-            ).update(used=F("used") + rules.cap_amount(cap, decision))
-            if not taken:
+            shards = _lock([(cap.id, start)])
+            used = sum((shard.used for shard in shards), Decimal(0))
+            if used >= cap.limit:
                 full.append(cap)
+                continue
+            amount = rules.cap_amount(cap, decision)
+            CapCounter.objects.filter(pk=shards[0].pk).update(used=F("used") + amount)
+            if is_near(used, cap.limit, headroom(cap, amount, in_flight)) and not all(
+                shard.exact for shard in shards
+            ):
+                CapCounter.objects.filter(pk__in=[shard.pk for shard in shards]).update(exact=True)
         status, reason, by_rule = rules.capped_status(decision, full)
         if status != RecordStatus.APPROVED:
             transaction.set_rollback(True)
     return status, reason, by_rule
 
 
+def _used(pairs: "list[tuple[int, date]]") -> dict[tuple[int, date], Decimal]:
+    """The sum of each period's shards (0 where none was made yet)."""
+    if not pairs:
+        return {}
+    rows = (
+        CapCounter.objects.filter(_periods(pairs))
+        .values("cap_id", "period_start")
+        .annotate(total=Sum("used"))
+        .order_by()
+    )
+    used = {(row["cap_id"], row["period_start"]): row["total"] for row in rows}
+    return {pair: used.get(pair, Decimal(0)) for pair in pairs}
+
+
 def preview(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str, bool]:
     """The status ``take_slots`` would give the record now, read without writing (the
     admin's dry run)."""
     day = local_day(created_at)
-    used = {
-        cap.id: CapCounter.objects.filter(cap_id=cap.id, period_start=period_start(cap.period, day))
-        .values_list("used", flat=True)
-        .first()
-        or Decimal(0)
-        for cap in decision.caps
-    }
-    full = [cap for cap in decision.caps if used[cap.id] >= cap.limit]
+    starts = {cap.id: period_start(cap.period, day) for cap in decision.caps}
+    used = _used(list(starts.items()))
+    full = [cap for cap in decision.caps if used[cap.id, starts[cap.id]] >= cap.limit]
     return rules.capped_status(decision, full)
 
 
@@ -153,19 +249,31 @@ def record_caps(record: Conversion | EventRecord) -> list[tuple[OfferCap, Decima
 def follow_status(record: Conversion | EventRecord, *, previous: str, status: str) -> None:
     """Keep the counters of ``record``'s caps equal to what the approved records add up to,
     as its status goes from ``previous`` to ``status`` (in the status change's transaction).
-    Approving adds it whatever the limit: a manager's decision."""
+    Approving adds it whatever the limit: a manager's decision. Un-approving takes it from
+    the shards that hold the most, none below 0."""
     was, now = previous == RecordStatus.APPROVED, status == RecordStatus.APPROVED
     if was == now:
         return
     day = local_day(record.created_at)
-    for cap, amount in record_caps(record):
-        start = period_start(cap.period, day)
-        counters = CapCounter.objects.filter(cap_id=cap.pk, period_start=start)
+    found = record_caps(record)
+    starts = {cap.pk: period_start(cap.period, day) for cap, _ in found}
+    locked = _lock(starts.items())
+    for cap, amount in found:
+        shards = [shard for shard in locked if shard.cap_id == cap.pk]
         if now:
-            _ensure(cap.pk, start)
-            counters.update(used=F("used") + amount)
-        else:
-            counters.update(used=Greatest(F("used") - amount, Decimal(0)))
+            CapCounter.objects.filter(pk=shards[0].pk).update(used=F("used") + amount)
+            used = sum((shard.used for shard in shards), amount)
+            # Near the limit now, the shared way must stop (module docstring).
+            if is_near(used, cap.limit, headroom(cap, amount, in_flight_bound())):
+                CapCounter.objects.filter(pk__in=[shard.pk for shard in shards]).update(exact=True)
+            continue
+        for shard in sorted(shards, key=lambda s: s.used, reverse=True):
+            if amount <= 0:
+                break
+            taken = min(shard.used, amount)
+            if taken > 0:
+                CapCounter.objects.filter(pk=shard.pk).update(used=F("used") - taken)
+                amount -= taken
 
 
 def _approved_sum(cap: OfferCap, day: date) -> Decimal:
@@ -197,8 +305,10 @@ def counter_start(cap: OfferCap) -> None:
     to (a cap set mid-month counts the month's conversions so far)."""
     day = local_day(timezone.now())
     start = period_start(cap.period, day)
-    CapCounter.objects.update_or_create(
-        cap=cap, period_start=start, defaults={"used": _approved_sum(cap, day)}
+    _make([(cap.pk, start)])
+    CapCounter.objects.filter(cap=cap, period_start=start).update(used=Decimal(0))
+    CapCounter.objects.filter(cap=cap, period_start=start, shard=0).update(
+        used=_approved_sum(cap, day)
     )
 
 
@@ -210,7 +320,6 @@ def hard_cap_full(offer: OfferDefinition, *, publisher_id: int, at: datetime) ->
     if not hard:
         return False
     day = local_day(at)
-    wanted = Q(pk__in=[])
-    for cap in hard:
-        wanted |= Q(cap_id=cap.id, period_start=period_start(cap.period, day), used__gte=cap.limit)
-    return CapCounter.objects.filter(wanted).exists()
+    starts = {cap.id: period_start(cap.period, day) for cap in hard}
+    used = _used(list(starts.items()))
+    return any(used[cap.id, starts[cap.id]] >= cap.limit for cap in hard)

@@ -23,6 +23,7 @@ with ``dry_run=True`` to see the decision without writing anything.
 
 import functools
 import json
+import random
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -792,7 +793,8 @@ _CANDIDATE_COLUMNS = {
 
 # The caps' columns (``_cap_rows``): for each candidate offer, each cap its record counts
 # against (a publisher's cap only for that publisher's clicks), the first day of the cap's
-# period, its limit and what the record adds to it.
+# period, its limit, what the record adds to it and the margin it must find below the limit
+# to take its slot the shared way (tracking/caps.py ``headroom``; NULL: the exact way).
 _CAP_COLUMNS = {
     "k_offer_id": "integer",
     "k_cap_id": "integer",
@@ -800,6 +802,7 @@ _CAP_COLUMNS = {
     "k_start": "date",
     "k_limit": "numeric",
     "k_amount": "numeric",
+    "k_margin": "numeric",
 }
 
 
@@ -850,11 +853,15 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = Fals
     delivery = ""
     if deliveries:
         delivery = f", {delivery_cte_sql(link.removesuffix('_id'), 'record.click_id')}"
-    # Caps (docs/postbacks.md "Caps"): the predicted fact is that every cap the record counts
-    # against has room. Its counters are locked in cap ID order (as tracking/caps.py takes
-    # them), the insert happens only where each has room (``used < limit``, read under the
-    # lock), and the record takes its slots in the same statement. A test click takes no
-    # slot: the ordinary path sees to it, as to a full cap or a counter not made yet.
+    # Caps (docs/postbacks.md "Caps"; the two ways in tracking/caps.py): the predicted fact
+    # is that every cap the record counts against has room. ``shared``: each cap's use as
+    # the statement's snapshot has it, unlocked; far from the limit, the record locks only
+    # its shard (``%(shard)s``, re-checked not ``exact`` under the lock); near it, every
+    # shard of the period, in (cap, shard) order as tracking/caps.py takes them, and reads
+    # their sum under the lock. The insert happens only where each cap has room, and the
+    # record takes its slots (and marks a period near its limit ``exact``) in the same
+    # statement. A test click takes no slot: the ordinary path sees to it, as to a full cap
+    # or a counter not made yet.
     cap_ctes = taken = ""
     if capped:
         cap_types = ", ".join(f"{name} {type_}" for name, type_ in _CAP_COLUMNS.items())
@@ -865,19 +872,37 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = Fals
     JOIN json_to_recordset(%(caps)s::json) AS k({cap_types})
          ON k.k_offer_id = click.offer_id
             AND (k.k_publisher_id IS NULL OR k.k_publisher_id = click.publisher_id)
+), shared AS MATERIALIZED (
+    SELECT caps.k_cap_id AS cap_id,
+           coalesce(NOT bool_or(n.exact) AND sum(n.used) + caps.k_margin <= caps.k_limit,
+                    FALSE) AS shared
+    FROM caps JOIN {counter} n ON n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
+    GROUP BY caps.k_cap_id, caps.k_margin, caps.k_limit
 ), counters AS MATERIALIZED (
-    SELECT n.id, n.used < caps.k_limit AS room
-    FROM {counter} n JOIN caps ON n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
-    ORDER BY n.cap_id FOR UPDATE OF n"""  # noqa: S608 - names only
+    SELECT n.id, n.cap_id, n.used, shared.shared
+    FROM {counter} n
+    JOIN caps ON n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
+    JOIN shared ON shared.cap_id = caps.k_cap_id
+    WHERE NOT shared.shared OR (n.shard = %(shard)s AND NOT n.exact)
+    ORDER BY n.cap_id, n.shard FOR UPDATE OF n
+), room AS (
+    SELECT caps.k_cap_id AS cap_id, NOT bool_and(c.shared) AS exact,
+           CASE WHEN bool_and(c.shared) THEN count(*) = 1
+                ELSE sum(c.used) < caps.k_limit END AS room
+    FROM caps JOIN counters c ON c.cap_id = caps.k_cap_id
+    GROUP BY caps.k_cap_id, caps.k_limit"""  # noqa: S608 - names only
         conditions += [
-            "(SELECT count(*) FILTER (WHERE room) FROM counters) = (SELECT count(*) FROM caps)",
+            "(SELECT count(*) FILTER (WHERE room) FROM room) = (SELECT count(*) FROM caps)",
             "NOT (click.is_test AND EXISTS (SELECT 1 FROM caps))",
         ]
         taken = f""", taken AS (
-    UPDATE {counter} n SET used = n.used + caps.k_amount
-    FROM caps, record
-    WHERE n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
+    UPDATE {counter} n
+    SET used = n.used + CASE WHEN n.shard = %(shard)s THEN caps.k_amount ELSE 0 END,
+        exact = n.exact OR room.exact
+    FROM caps, record, counters c, room
+    WHERE n.id = c.id AND c.cap_id = caps.k_cap_id AND room.cap_id = caps.k_cap_id
       AND caps.k_offer_id = record.offer_id
+      AND (n.shard = %(shard)s OR (room.exact AND NOT n.exact))
     RETURNING n.id
 )"""  # noqa: S608 - names only
     lock = ""
@@ -1026,18 +1051,24 @@ def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
     if not any(decision.caps for decision in candidates):
         return []  # most offers: no day to work out
     day = local_day(now)
-    return [
-        {
-            "k_offer_id": decision.offer_id,
-            "k_cap_id": cap.id,
-            "k_publisher_id": cap.publisher_id,
-            "k_start": period_start(cap.period, day),
-            "k_limit": str(cap.limit),
-            "k_amount": str(rules.cap_amount(cap, decision)),
-        }
-        for decision in candidates
-        for cap in decision.caps
-    ]
+    in_flight = caps.in_flight_bound()
+    rows = []
+    for decision in candidates:
+        for cap in decision.caps:
+            amount = rules.cap_amount(cap, decision)
+            margin = caps.headroom(cap, amount, in_flight)
+            rows.append(
+                {
+                    "k_offer_id": decision.offer_id,
+                    "k_cap_id": cap.id,
+                    "k_publisher_id": cap.publisher_id,
+                    "k_start": period_start(cap.period, day),
+                    "k_limit": str(cap.limit),
+                    "k_amount": str(amount),
+                    "k_margin": None if margin is None else str(margin),
+                }
+            )
+    return rows
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -1088,6 +1119,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         # The statement takes slots in existing counters only (tracking/caps.py).
         caps.counters_ensure([(row["k_cap_id"], row["k_start"]) for row in cap_rows])
         values["caps"] = json.dumps(cap_rows, default=date.isoformat)
+        values["shard"] = random.randrange(CapCounter.SHARDS)  # noqa: S311 - not a secret
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             ((version, click_id, *click, record_id, log_id),) = run(

@@ -6,7 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from offers.models import Advertiser, CapCounter, Offer, OfferCap
+from offers.caps import cap_usage
+from offers.models import Advertiser, Offer, OfferCap
 from tests.factories import AdvertiserFactory, ConversionFactory, OfferFactory, PostbackLogFactory
 from tests.offers.test_admin_offer import change_url, offer_form
 
@@ -67,7 +68,7 @@ def test_caps_are_added_on_the_offer_page_and_start_from_the_periods_records(man
     assert response.status_code == 302, response.context["adminform"].form.errors
     cap = OfferCap.objects.get(offer=offer)
     assert (cap.metric, cap.limit, cap.mode) == ("conversions", Decimal(10), "hard")
-    assert CapCounter.objects.get(cap=cap).used == 2
+    assert cap_usage([cap])[cap.pk] == 2
     saved = Offer.objects.get(pk=offer.pk)
     assert (saved.conversion_window_days, saved.min_conversion_seconds) == (30, 5)
     assert saved.fallback_url == "https://fb.example/"

@@ -20,7 +20,7 @@ def full_cap(offer, **given) -> OfferCap:  # noqa: ANN001
         **({"metric": "conversions", "period": "day", "limit": 1, "mode": "hard"} | given),
     )
     caps.counter_start(cap)
-    CapCounter.objects.filter(cap=cap).update(used=1)
+    CapCounter.objects.filter(cap=cap, shard=0).update(used=1)
     return cap
 
 

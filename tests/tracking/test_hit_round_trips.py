@@ -14,7 +14,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from offers.models import CapCounter, OfferCap
+from offers.caps import cap_usage
+from offers.models import OfferCap
 from tests.factories import (
     ClickFactory,
     ConversionFactory,
@@ -204,7 +205,7 @@ def test_a_capped_offers_accepted_postbacks_are_one_statement_that_takes_their_s
     ]
     for cap in made:
         caps.counter_start(cap)
-    start = {cap.pk: CapCounter.objects.get(cap=cap).used for cap in made}
+    start = cap_usage(made)
     # Warm the cache, and this process's knowledge of the period's counters.
     client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
     client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id, "event_id": 1})
@@ -228,7 +229,7 @@ def test_a_capped_offers_accepted_postbacks_are_one_statement_that_takes_their_s
         payouts += Decimal(body["payout"])
 
         assert (response.status_code, body["record_status"], len(sql)) == (200, "approved", 1)
-    used = {cap.pk: CapCounter.objects.get(cap=cap).used for cap in made}
+    used = cap_usage(made)
     # The warm-up's conversion and the first counted too.
     earlier = sum(
         Conversion.objects.filter(
@@ -246,7 +247,7 @@ def test_a_full_cap_sends_the_postback_the_ordinary_way_which_records_it_capped(
     full = OfferCap.objects.create(offer=offer, metric="conversions", period="day", limit=1)
     caps.counter_start(full)
     client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
-    assert CapCounter.objects.get(cap=full).used >= full.limit
+    assert cap_usage([full])[full.pk] >= full.limit
 
     response = client.get(
         "/postback", {"secure": token, "transaction_id": ClickFactory(offer=offer).transaction_id}
@@ -258,4 +259,4 @@ def test_a_full_cap_sends_the_postback_the_ordinary_way_which_records_it_capped(
         "rejected",
         "cap_reached",
     )
-    assert CapCounter.objects.get(cap=full).used == full.limit
+    assert cap_usage([full])[full.pk] == full.limit

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from offers import caps as offer_caps
@@ -22,6 +23,7 @@ from tests.markers import requires_postgresql
 from tests.servers import answers, fire_at_once
 from tracking import caps
 from tracking.models import Conversion, EventRecord, PostbackLog
+from tracking.status import record_status_change
 
 pytestmark = pytest.mark.django_db
 
@@ -191,7 +193,6 @@ def test_an_advertiser_cannot_approve_a_record_a_cap_holds(client):
 
 
 def test_a_manager_approving_a_held_record_counts_it(client):
-    from tracking.status import record_status_change  # noqa: PLC0415
 
     offer = OfferFactory()
     daily = cap(offer, limit=1, mode="soft")
@@ -230,7 +231,7 @@ def test_the_dry_run_shows_the_status_a_full_cap_gives(manager_admin):
     offer = OfferFactory()
     cap(offer, limit=1)
     ConversionFactory(click__offer=offer)
-    CapCounter.objects.update(used=1)
+    CapCounter.objects.filter(shard=0).update(used=1)
     click = ClickFactory(offer=offer)
 
     response = manager_admin.post(
@@ -285,7 +286,7 @@ def test_each_period_has_its_own_counter(settings):
     assert caps.take_slots(decision, created_at=sunday)[0] == "approved"
     assert caps.take_slots(decision, created_at=sunday)[0] == "rejected"
     assert caps.take_slots(decision, created_at=monday)[0] == "approved"
-    assert set(CapCounter.objects.values_list("period_start", "used")) == {
+    assert set(CapCounter.objects.filter(used__gt=0).values_list("period_start", "used")) == {
         (date(2026, 11, 30), Decimal(1)),
         (date(2026, 12, 7), Decimal(1)),
     }
@@ -365,3 +366,77 @@ def test_with_the_servers_warm_exactly_as_many_as_there_are_slots_are_approved(s
     assert (statuses.count("approved"), statuses.count("rejected")) == (10, 40)
     assert Conversion.objects.filter(offer=offer, status="approved").count() == 50
     assert offer_caps.cap_usage([daily]) == {daily.pk: 50}
+
+
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_far_from_the_limit_records_share_the_counter_and_near_it_count_exactly(servers):
+    # tracking/caps.py: while the period has more room than every open transaction could
+    # take unseen (max_connections), a record adds to one shard picked at random; near the
+    # limit the period turns exact, and of 50 simultaneous conversions for the last ten
+    # slots exactly ten are approved.
+    offer = OfferFactory()
+    in_flight = caps.in_flight_bound()
+    daily = cap(offer, limit=in_flight + 60)
+    token = offer.advertiser.postback_token
+
+    def burst(count: int) -> list:  # noqa: ANN001
+        clicks = ClickFactory.create_batch(count, offer=offer)
+        params = [
+            {"secure": token, "transaction_id": c.transaction_id, "offer_id": offer.pk}
+            for c in clicks
+        ]
+        return fire_at_once([servers[n % len(servers)] for n in range(count)], params)
+
+    shared = burst(40) + burst(20)  # the first burst warms the workers
+    counters = CapCounter.objects.filter(cap=daily)
+
+    assert [r.json()["record_status"] for r in shared].count("approved") == 60
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 60}
+    assert counters.filter(used__gt=0).count() > 1
+    assert not counters.filter(exact=True).exists()
+
+    counters.filter(shard=0).update(used=F("used") + in_flight - 10)  # ten slots left
+    responses = burst(50)
+
+    statuses = [r.json()["record_status"] for r in responses]
+    assert answers(responses) == {(200, "accepted"): 50}
+    assert (statuses.count("approved"), statuses.count("rejected")) == (10, 40)
+    assert offer_caps.cap_usage([daily]) == {daily.pk: in_flight + 60}
+    assert counters.filter(exact=True).count() == CapCounter.SHARDS
+    # Rejecting one frees its slot for the next conversion, counted exactly.
+    approved = Conversion.objects.filter(offer=offer, status="approved").first()
+    record_status_change(record=approved, status="rejected", reason="fraud", source="admin")
+    assert offer_caps.cap_usage([daily]) == {daily.pk: in_flight + 59}
+    (last, after) = burst(2)
+    assert sorted([last.json()["record_status"], after.json()["record_status"]]) == [
+        "approved",
+        "rejected",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("metric", "limit", "amount", "in_flight", "margin"),
+    [
+        # A conversions cap: each open transaction may add one record unseen.
+        ("conversions", 1000, 1, 100, Decimal(100)),
+        # A money cap: records up to limit / (4 x in_flight) go the shared way, and the
+        # margin is a quarter of the limit.
+        ("payout", 40_000, 100, 100, Decimal(10_000)),
+        ("payout", 40_000, Decimal("100.01"), 100, None),
+        ("revenue", 1000, 3, 100, None),
+    ],
+)
+def test_headroom_leaves_room_for_every_open_transaction(metric, limit, amount, in_flight, margin):
+    offer_cap = OfferCap(metric=metric, limit=Decimal(limit))
+
+    assert caps.headroom(offer_cap, Decimal(amount), in_flight) == margin
+
+
+@pytest.mark.parametrize(
+    ("used", "margin", "near"),
+    [(899, Decimal(100), False), (900, Decimal(100), False), (901, Decimal(100), True)],
+)
+def test_a_period_is_near_its_limit_once_the_margin_no_longer_fits(used, margin, near):
+    assert caps.is_near(Decimal(used), Decimal(1000), margin) is near
+    assert caps.is_near(Decimal(0), Decimal(1000), None) is True
