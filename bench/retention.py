@@ -13,7 +13,9 @@ gunicorn in the production configuration and wrk as in ``make bench`` (bench/pos
 3. **Postbacks during a prune**: accepted event postbacks for ``--duration`` seconds before,
    during and after a ``manage.py prune --apply`` (which drops the other two months, then
    deletes the old clicks in batches); the rate during it against the mean of before and
-   after, and whether the prune was still running when the measured run ended.
+   after, and whether the prune was still running when the measured run ended. Then
+   ``--windows`` pairs of runs with the prune working and stopped (SIGSTOP, SIGCONT): the
+   median of their ratios is the figure the machine's drift over minutes does not move.
 
 Every count and duration is an argument, so a small run verifies it in a minute:
 ``make bench-retention BENCH_ARGS="--log-rows 30000 --old-clicks 5000 --clicks 20000
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,6 +82,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pause", type=float, default=0.0, help="prune's --pause (seconds)")
     parser.add_argument(
         "--pause-factor", type=float, default=None, help="prune's --pause-factor (its default)"
+    )
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=4,
+        help="pairs of runs with the prune working and stopped, after the first run during it",
     )
     parser.add_argument("--skip-layouts", action="store_true", help="skip step 1")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
@@ -296,9 +305,10 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
     )
     vacuum()
     size = pool_size(args)
-    defs = prepare(args.clicks, converted=size * 3)
+    runs = 2 + 2 * args.windows
+    defs = prepare(args.clicks, converted=size * runs)
     (event_paths,) = [
-        paths for name, _, paths, _ in scenarios(defs, size=size, rounds=3) if name == "event"
+        paths for name, _, paths, _ in scenarios(defs, size=size, rounds=runs) if name == "event"
     ]
     idle_detach, idle_drop = drop_timed(names[0])
     print(
@@ -343,6 +353,22 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
             )
             during = run_wrk(wrk, args, event_paths[1], args.duration)
             still_running = prune.poll() is None
+            # Then pairs of runs with the prune working and stopped (SIGSTOP: it holds
+            # still between or inside a batch), so the machine's drift over minutes falls
+            # on both sides alike.
+            working, stopped = [], []
+            for window in range(args.windows):
+                if prune.poll() is not None:
+                    break
+                working.append(run_wrk(wrk, args, event_paths[2 + 2 * window], args.duration))
+                if prune.poll() is not None:
+                    working.pop()
+                    break
+                prune.send_signal(signal.SIGSTOP)
+                try:
+                    stopped.append(run_wrk(wrk, args, event_paths[3 + 2 * window], args.duration))
+                finally:
+                    prune.send_signal(signal.SIGCONT)
             prune.wait()
             prune_seconds = time.monotonic() - started
         print(
@@ -351,7 +377,14 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
             f"it took {prune_seconds:.1f} s)",
             flush=True,
         )
-        after = run_wrk(wrk, args, event_paths[2], args.duration)
+        print(
+            "working / stopped: "
+            + ", ".join(
+                f"{w['rps']:,.0f} / {p['rps']:,.0f}" for w, p in zip(working, stopped, strict=True)
+            ),
+            flush=True,
+        )
+        after = run_wrk(wrk, args, event_paths[-1], args.duration)
         print(f"event postbacks after the prune: {after['rps']:,.0f} req/s", flush=True)
     finally:
         server.terminate()
@@ -379,6 +412,13 @@ def measure_prune(wrk: str, args: argparse.Namespace, env: dict, defs: dict, now
         "during": during,
         "after": after,
         "ratio": during["rps"] / ((before["rps"] + after["rps"]) / 2),
+        "working": [w["rps"] for w in working],
+        "stopped": [p["rps"] for p in stopped],
+        "paired_ratio": (
+            statistics.median(w["rps"] / p["rps"] for w, p in zip(working, stopped, strict=True))
+            if stopped
+            else None
+        ),
         "prune_seconds": prune_seconds,
         "prune_still_running": still_running,
         "clicks_deleted": int(deleted.group(1).replace(",", "")) if deleted else 0,
@@ -445,6 +485,18 @@ def report(
         f"(p99 {prune['during']['p99']:.1f} ms) |",
         f"| … after the prune | {prune['after']['rps']:,.0f} req/s |",
         f"| during ÷ mean of before and after | {prune['ratio']:.2f} |",
+        "| then in pairs, the prune working / stopped (SIGSTOP), req/s | "
+        + (
+            " · ".join(
+                f"{w:,.0f} / {p:,.0f}"
+                for w, p in zip(prune["working"], prune["stopped"], strict=True)
+            )
+            or "none (the prune ended first)"
+        )
+        + " |",
+        "| **working ÷ stopped, median of the pairs** | "
+        + ("—" if prune["paired_ratio"] is None else f"**{prune['paired_ratio']:.2f}**")
+        + " |",
         f"| the prune: {prune['clicks_deleted']:,} old clicks deleted, batches of "
         f"{args.batch_size}, --pause {args.pause}, --pause-factor {pause_factor:g} "
         f"| {prune['prune_seconds']:.1f} s"

@@ -44,7 +44,7 @@ LOG_TABLE = PostbackLog._meta.db_table
 DROP_ATTEMPTS = 5
 #: ``manage.py prune``'s rest after each batch, as a multiple of the batch's time (``Pace``):
 #: measured in docs/benchmarks.md "Retention".
-DEFAULT_PAUSE_FACTOR = 2.0
+DEFAULT_PAUSE_FACTOR = 4.0
 
 Progress = Callable[[str], None]
 

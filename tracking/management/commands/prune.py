@@ -42,7 +42,8 @@ class Command(BaseCommand):
             default=DEFAULT_PAUSE_FACTOR,
             help="After each batch, rest this many times as long as the batch took: the "
             "share of the machine a prune takes, whatever the load (default "
-            f"{DEFAULT_PAUSE_FACTOR:g}: it works a third of the time; 0 to go flat out).",
+            f"{DEFAULT_PAUSE_FACTOR:g}: it works 1/{1 + DEFAULT_PAUSE_FACTOR:g} of the time; "
+            "0 to go flat out, e.g. in a quiet hour).",
         )
         parser.add_argument(
             "--lock-timeout-ms",
