@@ -3,6 +3,7 @@ pending (soft) or rejected (hard) with reason cap_reached, the answer carries th
 status, counters follow status changes, and with one slot left exactly one of 50
 simultaneous conversions on two gunicorn servers is approved."""
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -338,6 +339,17 @@ def test_with_one_slot_left_exactly_one_of_fifty_simultaneous_conversions_is_app
     assert offer_caps.cap_usage([daily]) == {daily.pk: 3}
 
 
+def offer_url_burst(servers: list[str], offer, count: int) -> list:  # noqa: ANN001
+    """``count`` conversions of new clicks on the offer URL, fired at once, spread over the
+    servers."""
+    token = offer.advertiser.postback_token
+    clicks = ClickFactory.create_batch(count, offer=offer)
+    params = [
+        {"secure": token, "transaction_id": c.transaction_id, "offer_id": offer.pk} for c in clicks
+    ]
+    return fire_at_once([servers[n % len(servers)] for n in range(count)], params)
+
+
 @pytest.mark.django_db(transaction=True)
 @requires_postgresql
 def test_with_the_servers_warm_exactly_as_many_as_there_are_slots_are_approved(servers):
@@ -346,15 +358,7 @@ def test_with_the_servers_warm_exactly_as_many_as_there_are_slots_are_approved(s
     # worker (its conversions all have room), the second races for the last ten slots.
     offer = OfferFactory()
     daily = cap(offer, limit=50)
-    token = offer.advertiser.postback_token
-
-    def burst(count: int) -> list:  # noqa: ANN001
-        clicks = ClickFactory.create_batch(count, offer=offer)
-        params = [
-            {"secure": token, "transaction_id": c.transaction_id, "offer_id": offer.pk}
-            for c in clicks
-        ]
-        return fire_at_once([servers[n % len(servers)] for n in range(count)], params)
+    burst = functools.partial(offer_url_burst, servers, offer)
 
     warm = burst(40)
     assert [r.json()["record_status"] for r in warm].count("approved") == 40
@@ -378,15 +382,7 @@ def test_far_from_the_limit_records_share_the_counter_and_near_it_count_exactly(
     offer = OfferFactory()
     in_flight = caps.in_flight_bound()
     daily = cap(offer, limit=in_flight + 60)
-    token = offer.advertiser.postback_token
-
-    def burst(count: int) -> list:  # noqa: ANN001
-        clicks = ClickFactory.create_batch(count, offer=offer)
-        params = [
-            {"secure": token, "transaction_id": c.transaction_id, "offer_id": offer.pk}
-            for c in clicks
-        ]
-        return fire_at_once([servers[n % len(servers)] for n in range(count)], params)
+    burst = functools.partial(offer_url_burst, servers, offer)
 
     shared = burst(40) + burst(20)  # the first burst warms the workers
     counters = CapCounter.objects.filter(cap=daily)
