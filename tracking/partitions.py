@@ -40,7 +40,7 @@ from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
 #: The tables partitioned by month, with their time column. Next in line: the publisher
-#: delivery log, once it exists (docs/scaling.md).
+#: delivery log, by its record's month (docs/scaling.md says why not its own).
 PARTITIONED = {"tracking_postbacklog": "created_at"}
 
 MAX_NAME = 63  # PostgreSQL's identifier length
