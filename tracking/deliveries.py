@@ -360,6 +360,12 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
         f"replace(replace({url}, '{{record_id}}', record.id::text), '{{delivery_id}}', d.id::text)"
     )
     record_type = "event" if link == "event_record" else "conversion"
+    # The ID sequence by name, resolved once here: ``pg_get_serial_sequence`` in the
+    # statement looked it up in the catalog for every row (~30 µs, auto_explain).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence('tracking_delivery', 'id')")
+        ((sequence,),) = cursor.fetchall()
+    sequence = sequence.replace("'", "''")
     return f"""delivery AS (
     INSERT INTO tracking_delivery (id, postback_id, publisher_id, offer_id, trigger,
         record_type, {link}_id, transaction_id, url, outcome, attempt_count,
@@ -373,7 +379,7 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
                 %(delivery_urls)s::text[])
          AS pb(offer_id, publisher_id, postback_id, trigger, url)
          ON pb.offer_id = c.offer_id AND pb.publisher_id = c.publisher_id
-    CROSS JOIN LATERAL (SELECT nextval(pg_get_serial_sequence('tracking_delivery', 'id')) AS id) d
+    CROSS JOIN LATERAL (SELECT nextval('{sequence}'::regclass) AS id) d
     WHERE NOT c.is_test
     ON CONFLICT DO NOTHING
     RETURNING id
