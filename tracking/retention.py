@@ -337,7 +337,7 @@ def prune(
     now: datetime | None = None,
     batch_size: int = 1000,
     pause: float = 0.0,
-    pause_factor: float = 0.0,
+    pause_factor: float = DEFAULT_PAUSE_FACTOR,
     lock_timeout_ms: int = partitions.LOCK_TIMEOUT_MS,
     drop_attempts: int = DROP_ATTEMPTS,
     progress: Progress = _quiet,
