@@ -5,11 +5,15 @@ each cap's counter says for the current period. The counters are written by trac
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.db.models import Q, Sum
 from django.utils import timezone
 
 from offers.models import CapCounter, OfferCap
+
+if TYPE_CHECKING:
+    from offers.definitions import CapDefinition
 
 #: The period of a ``total`` cap.
 TOTAL_START = date(1970, 1, 1)
@@ -50,26 +54,27 @@ def local_day(at: datetime) -> date:
     return timezone.localtime(at).date()
 
 
-def cap_usage(caps: Iterable[OfferCap]) -> dict[int, Decimal]:
-    """Each cap's use in the current period (0 where no record counted yet)."""
+def cap_usage(
+    caps: "Iterable[OfferCap | CapDefinition]", *, day: date | None = None
+) -> dict[int, Decimal]:
+    """Each cap's use, by cap ID, in its period holding ``day`` (today in TIME_ZONE by
+    default; 0 where no record counted yet): the sum of its counter's shards
+    (tracking/caps.py). One query."""
     caps = list(caps)
-    day = local_day(timezone.now())
+    if not caps:
+        return {}
+    day = day or local_day(timezone.now())
     wanted = Q(pk__in=[])
     for cap in caps:
-        wanted |= Q(cap_id=cap.pk, period_start=period_start(cap.period, day))
-    # A cap's use is the sum of its counter's shards (tracking/caps.py).
-    used = (
-        dict(
-            CapCounter.objects.filter(wanted)
-            .values("cap_id")
-            .annotate(total=Sum("used"))
-            .order_by()
-            .values_list("cap_id", "total")
-        )
-        if caps
-        else {}
+        wanted |= Q(cap_id=cap.id, period_start=period_start(cap.period, day))
+    used = dict(
+        CapCounter.objects.filter(wanted)
+        .values("cap_id")
+        .annotate(total=Sum("used"))
+        .order_by()
+        .values_list("cap_id", "total")
     )
-    return {cap.pk: used.get(cap.pk, Decimal(0)) for cap in caps}
+    return {cap.id: used.get(cap.id, Decimal(0)) for cap in caps}
 
 
 #: What to do when a cap is made: tracking registers the start of its counter (what the

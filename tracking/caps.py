@@ -54,7 +54,7 @@ from django.db.backends.signals import connection_created
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from offers.caps import local_day, period_bounds, period_start
+from offers.caps import cap_usage, local_day, period_bounds, period_start
 from offers.definitions import CapDefinition, OfferDefinition
 from offers.models import CapCounter, OfferCap
 from tracking import rules
@@ -173,6 +173,23 @@ def counters_lock(caps: "Iterable[CapDefinition | OfferCap]", *, day: date) -> N
     _lock((cap.id, period_start(cap.period, day)) for cap in caps)
 
 
+def _mark_if_near(
+    cap: "CapDefinition | OfferCap",
+    shards: list[CapCounter],
+    used: Decimal,
+    amount: Decimal,
+    *,
+    in_flight: int,
+) -> None:
+    """Mark the period of ``shards`` (locked by this transaction) ``exact`` where ``used``
+    is near the cap's limit for a record of ``amount``: the shared way stops there (module
+    docstring)."""
+    if is_near(used, cap.limit, headroom(cap, amount, in_flight)) and not all(
+        shard.exact for shard in shards
+    ):
+        CapCounter.objects.filter(pk__in=[shard.pk for shard in shards]).update(exact=True)
+
+
 def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str, bool]:
     """Take a slot of each of ``decision.caps`` for the record just written (in the caller's
     transaction), the exact way (module docstring). The record's status by
@@ -191,37 +208,18 @@ def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, 
                 continue
             amount = rules.cap_amount(cap, decision)
             CapCounter.objects.filter(pk=shards[0].pk).update(used=F("used") + amount)
-            if is_near(used, cap.limit, headroom(cap, amount, in_flight)) and not all(
-                shard.exact for shard in shards
-            ):
-                CapCounter.objects.filter(pk__in=[shard.pk for shard in shards]).update(exact=True)
+            _mark_if_near(cap, shards, used, amount, in_flight=in_flight)
         status, reason, by_rule = rules.capped_status(decision, full)
         if status != RecordStatus.APPROVED:
             transaction.set_rollback(True)
     return status, reason, by_rule
 
 
-def _used(pairs: "list[tuple[int, date]]") -> dict[tuple[int, date], Decimal]:
-    """The sum of each period's shards (0 where none was made yet)."""
-    if not pairs:
-        return {}
-    rows = (
-        CapCounter.objects.filter(_periods(pairs))
-        .values("cap_id", "period_start")
-        .annotate(total=Sum("used"))
-        .order_by()
-    )
-    used = {(row["cap_id"], row["period_start"]): row["total"] for row in rows}
-    return {pair: used.get(pair, Decimal(0)) for pair in pairs}
-
-
 def preview(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str, bool]:
     """The status ``take_slots`` would give the record now, read without writing (the
     admin's dry run)."""
-    day = local_day(created_at)
-    starts = {cap.id: period_start(cap.period, day) for cap in decision.caps}
-    used = _used(list(starts.items()))
-    full = [cap for cap in decision.caps if used[cap.id, starts[cap.id]] >= cap.limit]
+    used = cap_usage(decision.caps, day=local_day(created_at))
+    full = [cap for cap in decision.caps if used[cap.id] >= cap.limit]
     return rules.capped_status(decision, full)
 
 
@@ -263,9 +261,7 @@ def follow_status(record: Conversion | EventRecord, *, previous: str, status: st
         if now:
             CapCounter.objects.filter(pk=shards[0].pk).update(used=F("used") + amount)
             used = sum((shard.used for shard in shards), amount)
-            # Near the limit now, the shared way must stop (module docstring).
-            if is_near(used, cap.limit, headroom(cap, amount, in_flight_bound())):
-                CapCounter.objects.filter(pk__in=[shard.pk for shard in shards]).update(exact=True)
+            _mark_if_near(cap, shards, used, amount, in_flight=in_flight_bound())
             continue
         for shard in sorted(shards, key=lambda s: s.used, reverse=True):
             if amount <= 0:
@@ -319,7 +315,5 @@ def hard_cap_full(offer: OfferDefinition, *, publisher_id: int, at: datetime) ->
     hard = [c for c in offer.caps if c.is_hard and c.applies_to(publisher_id)]
     if not hard:
         return False
-    day = local_day(at)
-    starts = {cap.id: period_start(cap.period, day) for cap in hard}
-    used = _used(list(starts.items()))
-    return any(used[cap.id, starts[cap.id]] >= cap.limit for cap in hard)
+    used = cap_usage(hard, day=local_day(at))
+    return any(used[cap.id] >= cap.limit for cap in hard)
