@@ -1,10 +1,16 @@
-"""Monthly partitions of the postback log on PostgreSQL (migration 0007_postbacklog_partitions).
+"""Monthly partitions of the tables that never stop growing, on PostgreSQL.
 
-``tracking_postbacklog`` is ``PARTITION BY RANGE (created_at)``: one partition per UTC month
-(``tracking_postbacklog_p2026_12`` holds ``2026-12-01 00:00 UTC <= created_at <
-2027-01-01 00:00 UTC``) and a ``DEFAULT`` partition. Inserts touch only their month's small
-indexes, and retention (tracking/retention.py) detaches a whole month and drops it
-instead of deleting its rows one by one.
+- ``tracking_postbacklog`` (migration 0007_postbacklog_partitions) is ``PARTITION BY RANGE
+  (created_at)``: one partition per UTC month (``tracking_postbacklog_p2026_12`` holds
+  ``2026-12-01 00:00 UTC <= created_at < 2027-01-01 00:00 UTC``) and a ``DEFAULT`` partition.
+- ``tracking_delivery`` and ``tracking_deliveryattempt``, the publisher delivery log
+  (migration 0012_delivery_partitions), by ``record_created_at``: the month of the record a
+  delivery reports, which every delivery of a record shares, so the "once per postback and
+  record" unique indexes, which must hold the partition key, still mean once per record
+  (docs/scaling.md says why not the delivery's own time).
+
+Inserts touch only their month's small indexes, and retention (tracking/retention.py)
+detaches a whole month and drops it instead of deleting its rows one by one.
 
 Partitions for the coming months are made ahead by ``manage.py partitions`` (cron or the
 systemd timer in deploy/, and ``prune`` runs it too), never by a postback. Should that job
@@ -39,9 +45,18 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 
-#: The tables partitioned by month, with their time column. Next in line: the publisher
-#: delivery log, by its record's month (docs/scaling.md says why not its own).
-PARTITIONED = {"tracking_postbacklog": "created_at"}
+#: The tables partitioned by month, with their time column (the partition key).
+PARTITIONED = {
+    "tracking_postbacklog": "created_at",
+    "tracking_delivery": "record_created_at",
+    "tracking_deliveryattempt": "record_created_at",
+}
+#: What each holds, for the partitions' table comments.
+LABELS = {
+    "tracking_postbacklog": "Postback log",
+    "tracking_delivery": "Publisher delivery log, by the reported record's month",
+    "tracking_deliveryattempt": "Publisher delivery attempts, by the reported record's month",
+}
 
 MAX_NAME = 63  # PostgreSQL's identifier length
 #: The longest a partition step waits for a lock. While DETACH waits for the parent's lock,
@@ -100,7 +115,7 @@ def _literal(moment: datetime) -> str:
 
 
 def is_partitioned(table: str) -> bool:
-    """Whether ``table`` is a partitioned table (PostgreSQL after migration 0007)."""
+    """Whether ``table`` is a partitioned table (PostgreSQL after its migration)."""
     if connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:
@@ -232,7 +247,7 @@ def create_partition(
     what = "rows of no other partition" if month is None else f"rows of {month:%Y-%m} (UTC)"
     cursor.execute(
         f'COMMENT ON TABLE "{name}" IS %s',
-        [f"Postback log: {what}. Made by tracking/partitions.py, dropped whole by prune."],
+        [f"{LABELS[table]}: {what}. Made by tracking/partitions.py, dropped whole by prune."],
     )
     cursor.execute(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" {bounds}')
     if month is not None:
@@ -288,6 +303,10 @@ def ensure_partitions(
     return created
 
 
+class PartitionInUse(Exception):
+    """The partition holds rows its ``keep_if`` condition keeps: it was not dropped."""
+
+
 @dataclass(frozen=True)
 class Dropped:
     """How long dropping a partition took: ``detach`` is the time the parent was locked
@@ -298,7 +317,9 @@ class Dropped:
     drop: float
 
 
-def drop_partition(table: str, name: str, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> Dropped:
+def drop_partition(
+    table: str, name: str, *, lock_timeout_ms: int = LOCK_TIMEOUT_MS, keep_if: str | None = None
+) -> Dropped:
     """Remove one partition and all its rows, in two steps.
 
     1. ``DETACH PARTITION``: a catalog change, under a short ``ACCESS EXCLUSIVE`` lock on
@@ -309,11 +330,17 @@ def drop_partition(table: str, name: str, *, lock_timeout_ms: int = LOCK_TIMEOUT
        itself would hold the parent's lock, and every postback, for all of it.
 
     Should the process stop between the two, ``detached_leftovers`` finds the table for the
-    next run."""
+    next run. ``keep_if`` (an SQL condition, a constant): if any row of the partition meets
+    it, checked once detached, under the lock no insert gets past, the detach is undone and
+    ``PartitionInUse`` raised."""
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
         cursor.execute(f'ALTER TABLE "{table}" DETACH PARTITION "{name}"')
+        if keep_if is not None:
+            cursor.execute(f'SELECT EXISTS (SELECT 1 FROM "{name}" WHERE {keep_if})')  # noqa: S608
+            if cursor.fetchone()[0]:
+                raise PartitionInUse(name)
     detached = time.perf_counter()
     drop_detached(name, lock_timeout_ms=lock_timeout_ms)
     return Dropped(detached - started, time.perf_counter() - detached)
@@ -354,3 +381,140 @@ def size_and_estimate(name: str) -> tuple[int, int | None]:
         )
         size, estimate = cursor.fetchone()
     return size, (estimate if estimate >= 0 else None)
+
+
+# --- Turning a plain table into a partitioned one and back (the migrations) ------------------
+
+
+def _rows(cursor: CursorWrapper, sql: str, params: list | None = None) -> list[tuple]:
+    cursor.execute(sql, params or [])
+    return cursor.fetchall()
+
+
+def refuse_foreign_keys(cursor: CursorWrapper, table: str) -> None:
+    """Stop with a clear message if a foreign key references ``table`` or leaves it.
+
+    - A key on ``id`` alone cannot reference a partitioned table (its unique keys hold the
+      partition key).
+    - A partition with keys to other tables cannot be dropped without an ``ACCESS
+      EXCLUSIVE`` lock on each of them (their triggers go with it), which waits behind any
+      open read of, say, the conversions, while their inserts queue behind it; attaching
+      one locks their writers out. Monthly tables keep their links without a constraint.
+    """
+    keys = _rows(
+        cursor,
+        "SELECT conname, conrelid::regclass::text FROM pg_constraint "
+        "WHERE (confrelid = %s::regclass OR conrelid = %s::regclass) AND contype = 'f'",
+        [table, table],
+    )
+    if keys:
+        names = ", ".join(f"{name} on {other}" for name, other in keys)
+        raise RuntimeError(
+            f"{table} cannot be partitioned while it has foreign keys ({names}): a key on id "
+            "alone cannot reference a partitioned table, and dropping a month with keys would "
+            "lock the tables they reference. Drop them (db_constraint=False) first."
+        )
+
+
+def _move_aside(cursor: CursorWrapper, table: str, aside: str) -> list[str]:
+    """Rename ``table`` to ``aside`` with its indexes, primary key and identity sequence,
+    freeing their names; return the indexes' definitions (under their original names)."""
+    indexes = _rows(
+        cursor,
+        """
+        SELECT idx.relname, pg_get_indexdef(i.indexrelid), con.conname
+        FROM pg_index i JOIN pg_class idx ON idx.oid = i.indexrelid
+        LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+        WHERE i.indrelid = %s::regclass ORDER BY idx.relname
+        """,
+        [table],
+    )
+    ((sequence,),) = _rows(cursor, "SELECT pg_get_serial_sequence(%s, 'id')", [table])
+    cursor.execute(f'ALTER TABLE "{table}" RENAME TO "{aside}"')
+    cursor.execute(f'ALTER SEQUENCE {sequence} RENAME TO "{aside}_id_seq"')
+    definitions = []
+    for name, definition, constraint in indexes:
+        if constraint:  # the primary key
+            cursor.execute(
+                f'ALTER TABLE "{aside}" RENAME CONSTRAINT "{constraint}" TO "{aside}_pkey"'
+            )
+        else:
+            definitions.append(definition.replace(" ON ONLY ", " ON "))
+            cursor.execute(f'ALTER INDEX "{name}" RENAME TO "{name[:55]}_aside"')
+    return definitions
+
+
+def _create_like(
+    cursor: CursorWrapper, table: str, aside: str, *, partition_by: str | None, primary_key: str
+) -> None:
+    by = f" PARTITION BY RANGE ({partition_by})" if partition_by else ""
+    cursor.execute(
+        f'CREATE TABLE "{table}" (LIKE "{aside}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+        f"INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS){by}"
+    )
+    cursor.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_pkey" {primary_key}')
+    # The identity goes on from the old table's last ID.
+    ((last, called),) = _rows(cursor, f'SELECT last_value, is_called FROM "{aside}_id_seq"')  # noqa: S608
+    cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [table, last, called])
+
+
+def _add_parent_indexes(cursor: CursorWrapper, definitions: list[str], comments: dict) -> None:
+    """The moved-aside table's indexes on the new table (on a partitioned one: before any
+    partition, which ATTACH then gives them), with their comments."""
+    for definition in definitions:
+        cursor.execute(definition)  # on the new table, under its own name
+    for name, comment in comments.items():
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+        if cursor.fetchone()[0]:
+            cursor.execute(f'COMMENT ON INDEX "{name}" IS %s', [comment])
+
+
+def partition_table(
+    cursor: CursorWrapper, table: str, *, now: datetime, months_ahead: int, comments: dict
+) -> None:
+    """Rebuild ``table`` (in ``PARTITIONED``) as ``PARTITION BY RANGE`` on its time column:
+    its rows copied month by month into a partition each (from the oldest row's month to
+    ``months_ahead`` months after ``now``'s, plus the DEFAULT partition), with the same
+    columns, check constraints, identity (going on from the old table's last ID) and every
+    index under its own name, commented as ``comments`` says (index name → what it
+    serves); no foreign key may reference it or leave it (``refuse_foreign_keys``). The
+    primary key becomes ``(id, <time column>)``, since a partitioned table's unique keys
+    must hold its partition key; the ORM keeps ``id`` (one identity sequence writes every
+    ID). Holds the table locked until the migration commits."""
+    column = PARTITIONED[table]
+    aside = f"{table}_unpartitioned"
+    refuse_foreign_keys(cursor, table)
+    definitions = _move_aside(cursor, table, aside)
+    _create_like(
+        cursor, table, aside, partition_by=column, primary_key=f"PRIMARY KEY (id, {column})"
+    )
+    _add_parent_indexes(cursor, definitions, comments)
+    ((oldest,),) = _rows(cursor, f'SELECT min({column}) FROM "{aside}"')  # noqa: S608
+    first = month_start(min(oldest or now, now))
+    last = add_months(month_start(now), months_ahead)
+    for month in months_between(first, last):
+        create_partition(cursor, table=table, month=month, copy_from=aside)
+    # Rows from beyond the last month made (clocks far ahead) are kept too.
+    create_partition(cursor, table=table, month=None)
+    cursor.execute(
+        f'INSERT INTO "{table}" SELECT * FROM "{aside}" WHERE {column} >= %s',  # noqa: S608
+        [add_months(last, 1)],
+    )
+    ((kept,), (copied,)) = _rows(
+        cursor,
+        f'SELECT count(*) FROM "{aside}" UNION ALL SELECT count(*) FROM "{table}"',  # noqa: S608
+    )
+    if kept != copied:
+        raise RuntimeError(f"{table}: {kept} rows, {copied} copied: nothing was changed")
+    cursor.execute(f'DROP TABLE "{aside}"')
+    cursor.execute(f'ANALYZE "{table}"')
+
+
+def unpartition_table(cursor: CursorWrapper, table: str, *, comments: dict) -> None:
+    """``partition_table`` undone: one plain table again, primary key ``id``."""
+    aside = f"{table}_unpartitioned"
+    definitions = _move_aside(cursor, table, aside)
+    _create_like(cursor, table, aside, partition_by=None, primary_key="PRIMARY KEY (id)")
+    cursor.execute(f'INSERT INTO "{table}" SELECT * FROM "{aside}"')  # noqa: S608
+    _add_parent_indexes(cursor, definitions, comments)
+    cursor.execute(f'DROP TABLE "{aside}"')  # with its partitions
