@@ -157,12 +157,13 @@ def queue(count: int, url: str, postback_id: int) -> None:
             """
             INSERT INTO tracking_delivery (postback_id, publisher_id, offer_id, trigger,
                 record_type, conversion_id, transaction_id, url, outcome, attempt_count,
-                next_attempt_at, last_error, created_at)
+                next_attempt_at, last_error, created_at, record_created_at)
             SELECT p.id, p.publisher_id, v.offer_id, 'conversion', 'conversion', v.id,
-                   'bench', %(url)s || '?d=' || v.id, 'queued', 0, now(), '', now()
+                   'bench', %(url)s || '?d=' || v.id, 'queued', 0, now(), '', now(),
+                   v.created_at
             FROM offers_publisherpostback p
             JOIN LATERAL (
-                SELECT id, offer_id FROM tracking_conversion
+                SELECT id, offer_id, created_at FROM tracking_conversion
                 WHERE publisher_id = p.publisher_id ORDER BY id LIMIT %(count)s
             ) AS v ON TRUE
             WHERE p.id = %(postback)s

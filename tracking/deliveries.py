@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from offers.definitions import PostbackDefinition
@@ -237,6 +237,7 @@ def deliveries_create(
                 url=delivery_url(postback.url, facts, delivery_id=None),
                 next_attempt_at=now,
                 created_at=now,
+                record_created_at=record.created_at,
             )
             if only is None and _already_delivered(postback.id, record, is_event):
                 continue
@@ -252,7 +253,10 @@ def deliveries_create(
 def _already_delivered(postback_id: int, record: Conversion | EventRecord, is_event: bool) -> bool:
     link = {"event_record": record} if is_event else {"conversion": record}
     return Delivery.objects.filter(
-        postback_id=postback_id, trigger="event" if is_event else "conversion", **link
+        postback_id=postback_id,
+        trigger="event" if is_event else "conversion",
+        record_created_at=record.created_at,  # one partition, not every month's
+        **link,
     ).exists()
 
 
@@ -281,7 +285,10 @@ def deliveries_for_status_change(
     model = EventRecord if is_event else Conversion
     link = "event_record" if is_event else "conversion"
     Delivery.objects.filter(
-        trigger=Delivery.Trigger.STATUS, outcome__in=Delivery.PENDING, **{link: record.pk}
+        trigger=Delivery.Trigger.STATUS,
+        outcome__in=Delivery.PENDING,
+        record_created_at=record.created_at,  # one partition, not every month's
+        **{link: record.pk},
     ).update(outcome=Delivery.Outcome.SUPERSEDED, next_attempt_at=None)
     related = ["click", "offer", "event"] if is_event else ["click", "offer"]
     full = model.objects.select_related(*related).get(pk=record.pk)
@@ -312,6 +319,7 @@ def deliveries_for_status_change(
             url=delivery_url(postback.url, facts, delivery_id=None),
             next_attempt_at=now,
             created_at=now,
+            record_created_at=full.created_at,
         )
         if "{delivery_id}" in postback.url:
             delivery.url = delivery_url(postback.url, facts, delivery_id=delivery.pk)
@@ -337,7 +345,8 @@ def offer_postbacks(offer_id: int) -> tuple[PostbackDefinition, ...]:
 @functools.cache
 def delivery_cte_sql(link: str, click_id: str) -> str:
     """A CTE (``delivery AS (…)``) that writes the deliveries of the record the statement's
-    ``record`` CTE inserted, for its click ``click_id`` (an SQL expression).
+    ``record`` CTE inserted (returning its ``id`` and ``created_at``, the partition key),
+    for its click ``click_id`` (an SQL expression).
 
     Python chose the winning postback of every publisher that has one for this offer and
     trigger (``winning_postbacks``) and filled every macro it knows
@@ -369,9 +378,10 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
     return f"""delivery AS (
     INSERT INTO tracking_delivery (id, postback_id, publisher_id, offer_id, trigger,
         record_type, {link}_id, transaction_id, url, outcome, attempt_count,
-        next_attempt_at, last_error, created_at)
+        next_attempt_at, last_error, created_at, record_created_at)
     SELECT d.id, pb.postback_id, c.publisher_id, c.offer_id, pb.trigger, '{record_type}',
-        record.id, c.transaction_id, {url}, 'queued', 0, %(delivery_at)s, '', %(delivery_at)s
+        record.id, c.transaction_id, {url}, 'queued', 0, %(delivery_at)s, '', %(delivery_at)s,
+        record.created_at
     FROM record
     JOIN tracking_click c ON c.id = {click_id}
     JOIN unnest(%(delivery_offers)s::integer[], %(delivery_publishers)s::integer[],
@@ -464,6 +474,17 @@ class Claimed:
     url: str
     attempt_count: int
     postback_id: int | None
+    record_created_at: datetime  # the partition key: updates name it (one partition each)
+
+
+def _by_key(claimed: Sequence[Claimed]) -> Q:
+    """The rows of ``claimed``: by ID, and by the range of their partition key, so the
+    planner reads only their months' partitions (on PostgreSQL), not every month's."""
+    return Q(
+        pk__in=[c.id for c in claimed],
+        record_created_at__gte=min(c.record_created_at for c in claimed),
+        record_created_at__lte=max(c.record_created_at for c in claimed),
+    )
 
 
 def deliveries_claim(*, limit: int, now: datetime, lease: timedelta = LEASE) -> list[Claimed]:
@@ -482,21 +503,19 @@ def deliveries_claim(*, limit: int, now: datetime, lease: timedelta = LEASE) -> 
             Delivery.objects.filter(outcome__in=Delivery.PENDING, next_attempt_at__lte=now)
             .order_by("next_attempt_at")
             .select_for_update(skip_locked=True)
-            .values_list("id", "url", "attempt_count", "postback_id")[:limit]
+            .values_list("id", "url", "attempt_count", "postback_id", "record_created_at")[:limit]
         )
         claimed = [Claimed(*row) for row in due]
         # A delivery whose postback was deleted (the link is set to NULL) is not sent: the
         # manager removed that URL, maybe because it was wrong.
-        orphans = [c.id for c in claimed if c.postback_id is None]
+        orphans = [c for c in claimed if c.postback_id is None]
         if orphans:
-            Delivery.objects.filter(pk__in=orphans).update(
+            Delivery.objects.filter(_by_key(orphans)).update(
                 outcome=Delivery.Outcome.CANCELLED, next_attempt_at=None
             )
         claimed = [c for c in claimed if c.postback_id is not None]
         if claimed:
-            Delivery.objects.filter(pk__in=[c.id for c in claimed]).update(
-                next_attempt_at=now + lease
-            )
+            Delivery.objects.filter(_by_key(claimed)).update(next_attempt_at=now + lease)
     return claimed
 
 
@@ -532,6 +551,7 @@ def attempts_record(
         DeliveryAttempt.objects.bulk_create(
             DeliveryAttempt(
                 delivery_id=item.delivery.id,
+                record_created_at=item.delivery.record_created_at,
                 at=item.at,
                 url=mask_url(item.delivery.url)[:4000],
                 status_code=item.result.status_code,
@@ -547,7 +567,9 @@ def attempts_record(
             updated = set()
             for item, outcome, next_at, finished_at in steps:
                 if Delivery.objects.filter(
-                    pk=item.delivery.id, outcome__in=Delivery.PENDING
+                    pk=item.delivery.id,
+                    record_created_at=item.delivery.record_created_at,
+                    outcome__in=Delivery.PENDING,
                 ).update(
                     outcome=outcome,
                     attempt_count=F("attempt_count") + 1,
@@ -573,21 +595,29 @@ UPDATE tracking_delivery AS d
 SET outcome = s.outcome, attempt_count = d.attempt_count + 1,
     next_attempt_at = s.next_attempt_at, last_status_code = s.status_code,
     last_error = s.error, finished_at = s.finished_at
-FROM unnest(%(ids)s::bigint[], %(outcomes)s::text[], %(next)s::timestamptz[],
-            %(codes)s::smallint[], %(errors)s::text[], %(finished)s::timestamptz[])
-     AS s(id, outcome, next_attempt_at, status_code, error, finished_at)
-WHERE d.id = s.id AND d.outcome IN ('queued', 'retrying')
+FROM unnest(%(ids)s::bigint[], %(keys)s::timestamptz[], %(outcomes)s::text[],
+            %(next)s::timestamptz[], %(codes)s::smallint[], %(errors)s::text[],
+            %(finished)s::timestamptz[])
+     AS s(id, record_created_at, outcome, next_attempt_at, status_code, error, finished_at)
+WHERE d.id = s.id AND d.record_created_at = s.record_created_at
+  AND d.record_created_at BETWEEN %(first)s AND %(last)s
+  AND d.outcome IN ('queued', 'retrying')
 RETURNING d.id
 """
 
 
 def _record_steps_sql(steps: list) -> set[int]:
-    """Each delivery's next step in one statement (PostgreSQL)."""
+    """Each delivery's next step in one statement (PostgreSQL). The partition key's range
+    (``first``, ``last``) lets the planner leave out the months no delivery is in."""
+    keys = [item.delivery.record_created_at for item, *_ in steps]
     with connection.cursor() as cursor:
         cursor.execute(
             _RECORD_STEPS_SQL,
             {
                 "ids": [item.delivery.id for item, *_ in steps],
+                "keys": keys,
+                "first": min(keys),
+                "last": max(keys),
                 "outcomes": [outcome for _, outcome, _, _ in steps],
                 "next": [next_at for _, _, next_at, _ in steps],
                 "codes": [item.result.status_code for item, *_ in steps],
@@ -650,7 +680,13 @@ def delivery_resend(*, delivery_id: int, now: datetime | None = None) -> Deliver
 
 
 def deliveries_write(
-    *, rows: DeliveryRows, link: str, click_id: int, record_id: int, now: datetime
+    *,
+    rows: DeliveryRows,
+    link: str,
+    click_id: int,
+    record_id: int,
+    record_created_at: datetime,
+    now: datetime,
 ) -> None:
     """``delivery_cte_sql`` for other databases (SQLite): the accepted record's deliveries,
     written with the ORM in the caller's transaction (``link``: the record's column,
@@ -681,6 +717,7 @@ def deliveries_write(
             url=url,
             next_attempt_at=now,
             created_at=now,
+            record_created_at=record_created_at,
         )
         # {delivery_id} is the row's own ID: known once it is inserted.
         if "{delivery_id}" in url:

@@ -547,6 +547,12 @@ class Delivery(models.Model):
     PENDING = ("queued", "retrying")
 
     id = models.BigAutoField(primary_key=True)
+    # The links carry no database constraint (``db_constraint=False``), like the postback
+    # log's: the table is partitioned by month on PostgreSQL (migration 0012), and dropping
+    # a month whose table had foreign keys would lock the tables they reference (records,
+    # offers) against every reader, and adding one would lock out their writers. The ORM
+    # still applies on_delete (PROTECT, SET_NULL); the tracking path writes a delivery in
+    # the statement that writes its record.
     # SET_NULL: deleting a postback keeps its delivery log (its pending deliveries are
     # cancelled when a worker next claims them: tracking/deliveries.py deliveries_claim).
     postback = models.ForeignKey(
@@ -556,12 +562,21 @@ class Delivery(models.Model):
         blank=True,
         related_name="deliveries",
         db_index=False,
+        db_constraint=False,
     )
     publisher = models.ForeignKey(
-        Publisher, on_delete=models.PROTECT, related_name="deliveries", db_index=False
+        Publisher,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+        db_index=False,
+        db_constraint=False,
     )
     offer = models.ForeignKey(
-        Offer, on_delete=models.PROTECT, related_name="deliveries", db_index=False
+        Offer,
+        on_delete=models.PROTECT,
+        related_name="deliveries",
+        db_index=False,
+        db_constraint=False,
     )
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     record_type = models.CharField(max_length=10, choices=RecordType.choices)
@@ -571,6 +586,7 @@ class Delivery(models.Model):
         null=True,
         blank=True,
         db_index=False,
+        db_constraint=False,
         related_name="deliveries",
     )
     event_record = models.ForeignKey(
@@ -579,6 +595,7 @@ class Delivery(models.Model):
         null=True,
         blank=True,
         db_index=False,
+        db_constraint=False,
         related_name="deliveries",
     )
     # The status history entry a status delivery reports (trigger status only).
@@ -588,6 +605,7 @@ class Delivery(models.Model):
         null=True,
         blank=True,
         db_index=False,
+        db_constraint=False,
         related_name="deliveries",
     )
     transaction_id = models.CharField(max_length=64)
@@ -601,6 +619,11 @@ class Delivery(models.Model):
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    # The reported record's ``created_at``, which every delivery of a record shares: the
+    # partition key on PostgreSQL (tracking/partitions.py, migration 0012), so the "once per
+    # postback and record" unique keys, which must hold it, still mean once per record, and
+    # retention drops a month of records' deliveries whole.
+    record_created_at = models.DateTimeField()
     # When it ended delivered or failed (the auto-disable rule looks at these).
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -645,19 +668,21 @@ class Delivery(models.Model):
             ),
             # Conversion and event postbacks fire once per (postback, record), whatever path
             # approves the record and however often (ON CONFLICT DO NOTHING relies on these).
+            # ``record_created_at`` is the partition key, one value per record: it narrows
+            # nothing.
             models.UniqueConstraint(
-                fields=["postback", "conversion"],
+                fields=["postback", "conversion", "record_created_at"],
                 condition=Q(trigger="conversion"),
                 name="delivery_once_per_postback_conversion",
             ),
             models.UniqueConstraint(
-                fields=["postback", "event_record"],
+                fields=["postback", "event_record", "record_created_at"],
                 condition=Q(trigger="event"),
                 name="delivery_once_per_postback_event_record",
             ),
             # Status postbacks fire once per (postback, history entry).
             models.UniqueConstraint(
-                fields=["postback", "status_change"],
+                fields=["postback", "status_change", "record_created_at"],
                 condition=Q(trigger="status"),
                 name="delivery_once_per_postback_status_change",
             ),
@@ -714,9 +739,18 @@ class DeliveryAttempt(models.Model):
     """One request the worker made for a delivery, whatever came of it."""
 
     id = models.BigAutoField(primary_key=True)
+    # No database constraint: the delivery log is partitioned on PostgreSQL (migration 0012)
+    # and a key on its id alone cannot reference it; deleting through the ORM still
+    # cascades, and retention drops a month of attempts with its month of deliveries.
     delivery = models.ForeignKey(
-        Delivery, on_delete=models.CASCADE, related_name="attempts", db_index=False
+        Delivery,
+        on_delete=models.CASCADE,
+        related_name="attempts",
+        db_index=False,
+        db_constraint=False,
     )
+    # The delivery's ``record_created_at``: partitioned by the same month as its delivery.
+    record_created_at = models.DateTimeField()
     at = models.DateTimeField()
     # The URL as sent, secret-looking parameters masked (offers.outbound_urls.mask_url).
     url = models.CharField(max_length=4000)

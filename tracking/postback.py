@@ -337,6 +337,7 @@ def _with_caps(
             link=_LINKS[decision.kind],
             click_id=click.id,
             record_id=written.record_id,
+            record_created_at=created_at,
             now=created_at,
         )
     if (status, reason) == (decision.record_status, decision.record_status_reason):
@@ -356,7 +357,8 @@ def deliveries_for_kept(
     decision: Decision, *, click_id: int, publisher_id: int, record_id: int, now: datetime
 ) -> None:
     """The publisher deliveries of an early event's record, judged when its conversion came
-    (tracking/kept.py), in the caller's transaction: only where it was recorded approved
+    (tracking/kept.py) and recorded at ``now``, in the caller's transaction: only where it
+    was recorded approved
     (``decision`` carries the status its caps left it); otherwise its first approval fires
     them (tracking/status.py)."""
     if decision.record_status != RecordStatus.APPROVED:
@@ -365,7 +367,12 @@ def deliveries_for_kept(
     fired = _fired(decision, defs, publisher_id=publisher_id, now=now)
     if fired:
         deliveries_write(
-            rows=fired, link=_LINKS[decision.kind], click_id=click_id, record_id=record_id, now=now
+            rows=fired,
+            link=_LINKS[decision.kind],
+            click_id=click_id,
+            record_id=record_id,
+            record_created_at=now,
+            now=now,
         )
 
 
@@ -641,7 +648,7 @@ def _write_sql(kind: RecordKind, deliveries: bool = False) -> str:
 WITH record AS (
     INSERT INTO {record.table} ({record.columns})
     SELECT {record.select_list}
-    ON CONFLICT DO NOTHING RETURNING id
+    ON CONFLICT DO NOTHING RETURNING id, created_at
 ){delivery}
 INSERT INTO {log.table} ({log.columns}, reason, status_code, message, {link})
 SELECT {log.select_list},
@@ -662,7 +669,7 @@ WITH locked AS (
 ), record AS (
     INSERT INTO {record.table} ({record.columns})
     SELECT {record.select_list} WHERE {no_duplicate} AND {as_decided}
-    ON CONFLICT DO NOTHING RETURNING id
+    ON CONFLICT DO NOTHING RETURNING id, created_at
 ){delivery}, log AS (
     INSERT INTO {log.table} ({log.columns}, reason, status_code, message, {link})
     SELECT {log.select_list},
@@ -744,6 +751,7 @@ def _write_with_orm(
                 link=_LINKS[decision.kind],
                 click_id=click.id,
                 record_id=record_id,
+                record_created_at=now,
                 now=now,
             )
         answer = decision if record_id is not None else otherwise
@@ -932,7 +940,7 @@ WITH the_click AS (
     INSERT INTO {record.table} ({record.columns})
     SELECT {record.select_list_with(from_candidate)} FROM candidate
     ON CONFLICT DO NOTHING
-    RETURNING id, click_id, offer_id{", event_id" if kind is RecordKind.EVENT else ""}
+    RETURNING id, click_id, offer_id, created_at{", event_id" if kind is RecordKind.EVENT else ""}
 ), log AS (
     INSERT INTO {log.table} ({log.columns}, click_id, offer_id, event_id, reason, status_code,
                              message, {link})
