@@ -11,6 +11,12 @@ The rules (settings in config/settings/base.py):
   then deleted in small batches. A click that anything references through a database
   constraint (its conversion, its event records: every such relation the ORM knows) is
   never removed, nor are conversions and event records themselves.
+- **Publisher delivery log** (deliveries and their attempts): kept at least
+  ``DELIVERY_RETENTION_DAYS`` days counted from the reported record's creation, then removed
+  by the records' whole UTC months (``delivery_cutoff``): the partition key on PostgreSQL
+  (tracking/partitions.py), where a month of deliveries and its month of attempts go with
+  one ``DROP TABLE`` each. A delivery still queued or retrying is never removed: its month
+  waits for the next run (retries end within 72 hours). Elsewhere, batched deletes.
 - A click referenced only by postback log rows is removed all the same: the log keeps no
   database link to it by design (models.py) and stays readable on its own (the
   ``transaction_id``, parameters, reason and message are in the row). Keeping such clicks
@@ -38,9 +44,13 @@ from django.utils import timezone
 
 from offers.models import Offer
 from tracking import partitions
-from tracking.models import Click, PostbackLog, PruneMark
+from tracking.models import Click, Delivery, DeliveryAttempt, PostbackLog, PruneMark
 
 LOG_TABLE = PostbackLog._meta.db_table
+DELIVERY_TABLE = Delivery._meta.db_table
+ATTEMPT_TABLE = DeliveryAttempt._meta.db_table
+#: Deliveries the worker still has to send: never removed, nor the month that holds them.
+PENDING_SQL = "outcome IN ({})".format(", ".join(f"'{o}'" for o in Delivery.PENDING))
 DROP_ATTEMPTS = 5
 #: ``manage.py prune``'s rest after each batch, as a multiple of the batch's time (``Pace``):
 #: measured in docs/benchmarks.md "Retention".
@@ -57,6 +67,13 @@ def log_cutoff(*, now: datetime, retention_days: int) -> datetime:
     """Log rows created before this are past retention: the start of the UTC month holding
     ``now - retention_days`` (so a row is kept at least ``retention_days`` days)."""
     return partitions.month_start(now - timedelta(days=retention_days))
+
+
+def delivery_cutoff(*, now: datetime, retention_days: int) -> datetime:
+    """Deliveries of records created before this are past retention (once sent or given
+    up): the start of the UTC month holding ``now - retention_days``, by the record's
+    month, which all deliveries of a record share (the partition key)."""
+    return log_cutoff(now=now, retention_days=retention_days)
 
 
 def longest_conversion_window_days() -> int | None:
@@ -131,6 +148,32 @@ class DroppablePartition:
     estimate: int | None
 
 
+def _droppable(table: str, before: datetime) -> list[DroppablePartition]:
+    """``table``'s monthly partitions wholly before ``before``, with their sizes."""
+    return [
+        DroppablePartition(partition, *partitions.size_and_estimate(partition.name))
+        for partition in partitions.partitions(table)
+        if not partition.is_default and partition.end <= before
+    ]
+
+
+def _default_rows(table: str, where: str, params: list) -> int:
+    """Rows of ``table``'s DEFAULT partition meeting ``where`` (0 without one)."""
+    default = next((p.name for p in partitions.partitions(table) if p.is_default), None)
+    if default is None:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT count(*) FROM "{default}" WHERE {where}', params)  # noqa: S608
+        return cursor.fetchone()[0]
+
+
+def _expired_deliveries(before: datetime) -> models.QuerySet:
+    """Deliveries of records created before ``before`` that the worker is done with."""
+    return Delivery.objects.filter(record_created_at__lt=before).exclude(
+        outcome__in=Delivery.PENDING
+    )
+
+
 @dataclass(frozen=True)
 class PrunePlan:
     """What a prune at ``now`` removes (the dry run prints it)."""
@@ -146,6 +189,13 @@ class PrunePlan:
     clicks: int | None
     #: PostgreSQL: the partitions ``manage.py partitions`` would make first.
     missing_partitions: list[str]
+    delivery_before: datetime
+    #: PostgreSQL: the delivery log's monthly partitions wholly before ``delivery_before``
+    #: (each goes with its month of attempts, unless it holds a pending delivery).
+    delivery_partitions: list[DroppablePartition] = field(default_factory=list)
+    #: Deliveries deleted row by row (with their attempts): on SQLite all of them, on
+    #: PostgreSQL those in the DEFAULT partition.
+    delivery_rows: int = 0
 
 
 def prune_plan(*, now: datetime | None = None, count_clicks: bool = True) -> PrunePlan:
@@ -158,40 +208,42 @@ def prune_plan(*, now: datetime | None = None, count_clicks: bool = True) -> Pru
         retention_days=settings.CLICK_RETENTION_DAYS,
         longest_window_days=longest_conversion_window_days(),
     )
-    droppable, missing = [], []
+    delivery_before = delivery_cutoff(now=now, retention_days=settings.DELIVERY_RETENTION_DAYS)
+    droppable, delivery_droppable, missing = [], [], []
     log_rows = PostbackLog.objects.filter(created_at__lt=log_before).count
+    delivery_rows = _expired_deliveries(delivery_before).count
     if partitions.is_partitioned(LOG_TABLE):
-        existing = partitions.partitions(LOG_TABLE)
-        for partition in existing:
-            if not partition.is_default and partition.end <= log_before:
-                droppable.append(
-                    DroppablePartition(partition, *partitions.size_and_estimate(partition.name))
-                )
+        droppable = _droppable(LOG_TABLE, log_before)
+
         # Every month before log_before is a partition above (months are whole), so the rows
         # deleted one by one can only be the DEFAULT partition's: count only there, not
         # through the indexes of the months about to be dropped.
-        default = next((p.name for p in existing if p.is_default), None)
-
         def log_rows() -> int:
-            if default is None:
-                return 0
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f'SELECT count(*) FROM "{default}" WHERE created_at < %s',  # noqa: S608
-                    [log_before],
-                )
-                return cursor.fetchone()[0]
+            return _default_rows(LOG_TABLE, "created_at < %s", [log_before])
 
         first = partitions.month_start(now)
         wanted = [
             partitions.add_months(first, n) for n in range(settings.PARTITION_MONTHS_AHEAD + 1)
         ]
-        with connection.cursor() as cursor:
-            wanted += partitions.default_months(cursor, LOG_TABLE)
-        missing = [
-            partitions.partition_name(LOG_TABLE, month)
-            for month in partitions.missing_months(existing, wanted)
-        ]
+        for table in partitions.PARTITIONED:
+            if not partitions.is_partitioned(table):
+                continue
+            with connection.cursor() as cursor:
+                months = wanted + partitions.default_months(cursor, table)
+            missing += [
+                partitions.partition_name(table, month)
+                for month in partitions.missing_months(partitions.partitions(table), months)
+            ]
+    if partitions.is_partitioned(DELIVERY_TABLE):
+        delivery_droppable = _droppable(DELIVERY_TABLE, delivery_before)
+
+        def delivery_rows() -> int:
+            return _default_rows(
+                DELIVERY_TABLE,
+                f"record_created_at < %s AND NOT {PENDING_SQL}",
+                [delivery_before],
+            )
+
     return PrunePlan(
         now=now,
         log_before=log_before,
@@ -200,6 +252,9 @@ def prune_plan(*, now: datetime | None = None, count_clicks: bool = True) -> Pru
         log_rows=log_rows(),
         clicks=prunable_clicks(click_before).count() if count_clicks else None,
         missing_partitions=missing,
+        delivery_before=delivery_before,
+        delivery_partitions=delivery_droppable,
+        delivery_rows=delivery_rows(),
     )
 
 
@@ -211,6 +266,13 @@ class PruneResult:
     skipped_partitions: list[str] = field(default_factory=list)
     log_rows: int = 0
     clicks: int = 0
+    #: The delivery log's months dropped (each with its month of attempts), those whose
+    #: drop did not get its lock in time, and those kept because a delivery in them is
+    #: still queued or retrying: the next run drops both kinds.
+    delivery_dropped: list[str] = field(default_factory=list)
+    delivery_skipped: list[str] = field(default_factory=list)
+    delivery_held: list[str] = field(default_factory=list)
+    delivery_rows: int = 0
 
 
 def _lock_timeout(lock_timeout_ms: int) -> None:
@@ -332,6 +394,132 @@ def _mark(kind: str, before: datetime) -> None:
         mark.save(update_fields=["before", "pruned_at"])
 
 
+@dataclass
+class _Drops:
+    dropped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # the lock was not granted in time
+    held: list[str] = field(default_factory=list)  # rows in it that must stay (keep_if)
+
+
+def _drop_months(
+    table: str,
+    months: list[DroppablePartition],
+    *,
+    before: datetime,
+    lock_timeout_ms: int,
+    drop_attempts: int,
+    progress: Progress,
+    keep_if: str | None = None,
+) -> _Drops:
+    """Drop ``table``'s partitions ``months``, each tried ``drop_attempts`` times should
+    its lock not be granted in time; first the months before ``before`` that an earlier
+    run detached but did not drop."""
+    drops = _Drops()
+    for leftover in partitions.detached_leftovers(table):
+        if leftover.end <= before:
+            partitions.drop_detached(leftover.name, lock_timeout_ms=lock_timeout_ms)
+            progress(f"  dropped {leftover.name}, detached by an earlier run")
+    for droppable in months:
+        name = droppable.partition.name
+        for attempt in range(1, drop_attempts + 1):
+            try:
+                dropped = partitions.drop_partition(
+                    table, name, lock_timeout_ms=lock_timeout_ms, keep_if=keep_if
+                )
+            except partitions.PartitionInUse:
+                drops.held.append(name)
+                progress(f"  {name}: kept, it holds deliveries still to be sent")
+                break
+            except OperationalError as exc:
+                progress(f"  {name}: not dropped, attempt {attempt} ({exc})".strip())
+                if attempt < drop_attempts:
+                    time.sleep(0.5 * attempt)
+                continue
+            drops.dropped.append(name)
+            progress(
+                f"  dropped partition {name}: detached in {dropped.detach:.3f} s (the table "
+                f"locked), its files removed in {dropped.drop:.3f} s (nothing locked)"
+            )
+            break
+        else:
+            drops.skipped.append(name)
+    return drops
+
+
+def _start_of_first(
+    months: list[DroppablePartition], names: list[str], default: datetime
+) -> datetime:
+    """Where row-by-row deletion stops: before the first of ``months`` named in ``names``
+    (not dropped: its rows wait for the next run whole), else at ``default``."""
+    starts = [m.partition.start for m in months if m.partition.name in names]
+    return min(starts, default=default)
+
+
+def _delete_deliveries(
+    before: datetime, *, batch_size: int, pace: Pace, lock_timeout_ms: int, progress: Progress
+) -> int:
+    """Delete the deliveries of records created before ``before`` that the worker is done
+    with, and their attempts, in batches (on PostgreSQL only the DEFAULT partition's reach
+    here)."""
+    report, total = _Reporter(progress, "deliveries"), 0
+    while True:
+        started = time.monotonic()
+        with transaction.atomic():
+            _lock_timeout(lock_timeout_ms)
+            ids = list(
+                _expired_deliveries(before).order_by().values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            # Their attempts go with them (on_delete CASCADE, applied by the ORM).
+            _, deleted = _expired_deliveries(before).filter(id__in=ids).delete()
+        total += deleted.get(Delivery._meta.label, 0)
+        report(total)
+        pace.rest(started)
+    report(total, done=True)
+    return total
+
+
+def _prune_deliveries(
+    plan: PrunePlan,
+    result: PruneResult,
+    *,
+    batch_size: int,
+    pace: Pace,
+    lock_timeout_ms: int,
+    drop_attempts: int,
+    progress: Progress,
+) -> None:
+    """The delivery log's part of ``prune``: whole months of deliveries, each with its month
+    of attempts, unless one is still to be sent; then what is left row by row."""
+    before = plan.delivery_before
+    drop = functools.partial(
+        _drop_months,
+        before=before,
+        lock_timeout_ms=lock_timeout_ms,
+        drop_attempts=drop_attempts,
+        progress=progress,
+    )
+    if partitions.is_partitioned(DELIVERY_TABLE):
+        drops = drop(DELIVERY_TABLE, plan.delivery_partitions, keep_if=PENDING_SQL)
+        result.delivery_dropped = drops.dropped
+        result.delivery_skipped, result.delivery_held = drops.skipped, drops.held
+        # The attempts' months whose deliveries' month is gone (now or by an earlier run).
+        kept = {p.start for p in partitions.partitions(DELIVERY_TABLE) if not p.is_default}
+        attempts = [m for m in _droppable(ATTEMPT_TABLE, before) if m.partition.start not in kept]
+        result.delivery_dropped += drop(ATTEMPT_TABLE, attempts).dropped
+        before = _start_of_first(
+            plan.delivery_partitions, drops.skipped + drops.held, default=before
+        )
+    result.delivery_rows = _delete_deliveries(
+        before,
+        batch_size=batch_size,
+        pace=pace,
+        lock_timeout_ms=lock_timeout_ms,
+        progress=progress,
+    )
+
+
 def prune(
     *,
     now: datetime | None = None,
@@ -345,15 +533,16 @@ def prune(
     """Remove what the retention settings say is past retention at ``now`` (see the module
     docstring): make the coming months' partitions, drop the log's expired months, delete
     what is left row by row in batches of ``batch_size`` (resting between batches as
-    ``Pace(pause, pause_factor)`` says), then the expired unconverted clicks. Each step is
-    its own transaction; a run stopped half way leaves a consistent database, and the next
-    run goes on. A month whose drop does not get its lock in ``lock_timeout_ms`` is tried
-    ``drop_attempts`` times, then left (with its rows) for the next run."""
+    ``Pace(pause, pause_factor)`` says), then the delivery log's expired months and rows,
+    then the expired unconverted clicks. Each step is its own transaction; a run stopped
+    half way leaves a consistent database, and the next run goes on. A month whose drop
+    does not get its lock in ``lock_timeout_ms`` is tried ``drop_attempts`` times, then
+    left (with its rows) for the next run."""
     now = now or timezone.now()
     plan = prune_plan(now=now, count_clicks=False)
     pace = Pace(pause=pause, factor=pause_factor)
     result = PruneResult()
-    if partitions.is_partitioned(LOG_TABLE):
+    if connection.vendor == "postgresql":
         result.created_partitions = partitions.ensure_partitions(
             now=now,
             months_ahead=settings.PARTITION_MONTHS_AHEAD,
@@ -362,39 +551,19 @@ def prune(
         for name in result.created_partitions:
             progress(f"  created partition {name}")
     log_before = plan.log_before
-    if connection.vendor == "postgresql":
-        for leftover in partitions.detached_leftovers(LOG_TABLE):
-            if leftover.end <= log_before:
-                partitions.drop_detached(leftover.name, lock_timeout_ms=lock_timeout_ms)
-                progress(f"  dropped {leftover.name}, detached by an earlier run")
-    for droppable in plan.log_partitions:
-        name = droppable.partition.name
-        for attempt in range(1, drop_attempts + 1):
-            try:
-                dropped = partitions.drop_partition(
-                    LOG_TABLE, name, lock_timeout_ms=lock_timeout_ms
-                )
-            except OperationalError as exc:
-                progress(f"  {name}: not dropped, attempt {attempt} ({exc})".strip())
-                if attempt < drop_attempts:
-                    time.sleep(0.5 * attempt)
-                continue
-            result.dropped_partitions.append(name)
-            progress(
-                f"  dropped partition {name}: detached in {dropped.detach:.3f} s (the log "
-                f"locked), its files removed in {dropped.drop:.3f} s (nothing locked)"
-            )
-            break
-        else:
-            result.skipped_partitions.append(name)
-    if result.skipped_partitions:
+    if partitions.is_partitioned(LOG_TABLE):
+        drops = _drop_months(
+            LOG_TABLE,
+            plan.log_partitions,
+            before=log_before,
+            lock_timeout_ms=lock_timeout_ms,
+            drop_attempts=drop_attempts,
+            progress=progress,
+        )
+        result.dropped_partitions, result.skipped_partitions = drops.dropped, drops.skipped
         # Never delete an undropped month row by row: keep the rows from its start for the
         # next run, and only claim what is really gone.
-        log_before = min(
-            d.partition.start
-            for d in plan.log_partitions
-            if d.partition.name in result.skipped_partitions
-        )
+        log_before = _start_of_first(plan.log_partitions, drops.skipped, default=log_before)
     result.log_rows = _delete_log_rows(
         log_before,
         batch_size=batch_size,
@@ -403,6 +572,15 @@ def prune(
         progress=progress,
     )
     _mark(PruneMark.Kind.POSTBACK_LOG, log_before)
+    _prune_deliveries(
+        plan,
+        result,
+        batch_size=batch_size,
+        pace=pace,
+        lock_timeout_ms=lock_timeout_ms,
+        drop_attempts=drop_attempts,
+        progress=progress,
+    )
     result.clicks = _delete_clicks(
         plan.click_before,
         batch_size=batch_size,

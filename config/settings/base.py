@@ -180,6 +180,10 @@ POSTBACK_LOG_RETENTION_DAYS = env.int("POSTBACK_LOG_RETENTION_DAYS", default=180
 # the floor prune applies whatever this says (tracking/retention.py, click_cutoff).
 CONVERSION_WINDOW_DAYS_DEFAULT = 90
 CLICK_RETENTION_DAYS = env.int("CLICK_RETENTION_DAYS", default=CONVERSION_WINDOW_DAYS_DEFAULT + 30)
+# The publisher delivery log (deliveries and their attempts) is kept at least this many
+# days, counted from the reported record's creation, then removed by the records' whole
+# UTC months; a month with a delivery still queued or retrying waits until it ends.
+DELIVERY_RETENTION_DAYS = env.int("DELIVERY_RETENTION_DAYS", default=180)
 # Monthly partitions made ahead of time by `manage.py partitions` (PostgreSQL).
 PARTITION_MONTHS_AHEAD = env.int("PARTITION_MONTHS_AHEAD", default=3)
 

@@ -1,4 +1,5 @@
-"""Make the postback log's monthly partitions ahead of time (PostgreSQL; tracking/partitions.py).
+"""Make the monthly partitions (postback log, delivery log) ahead of time (PostgreSQL;
+tracking/partitions.py).
 
 Safe to run from cron or the systemd timer (deploy/clicktrail-prune.timer runs it through
 ``prune``) as often as wanted: a month that has its partition is left alone. Also moves rows
@@ -16,7 +17,10 @@ from tracking import partitions
 
 
 class Command(BaseCommand):
-    help = "Create the postback log's partitions for this month and the coming months."
+    help = (
+        "Create the partitions of the postback log and the publisher delivery log for this "
+        "month and the coming months."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(

@@ -20,9 +20,9 @@ def _size(size: int) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Remove postback log rows and unconverted clicks past retention "
-        "(POSTBACK_LOG_RETENTION_DAYS, CLICK_RETENTION_DAYS). Prints what it would remove "
-        "unless --apply."
+        "Remove postback log rows, publisher deliveries and unconverted clicks past retention "
+        "(POSTBACK_LOG_RETENTION_DAYS, DELIVERY_RETENTION_DAYS, CLICK_RETENTION_DAYS). Prints "
+        "what it would remove unless --apply."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -69,14 +69,16 @@ class Command(BaseCommand):
             f"Postback log: kept {settings.POSTBACK_LOG_RETENTION_DAYS} days, by whole months: "
             f"rows created before {plan.log_before:%Y-%m-%d %H:%M} UTC are past retention."
         )
-        for droppable in plan.log_partitions:
-            estimate = "unknown" if droppable.estimate is None else f"{droppable.estimate:,}"
-            write(
-                f"  {verb}drop partition {droppable.partition.name} "
-                f"({droppable.partition.start:%Y-%m}: {_size(droppable.size)}, "
-                f"about {estimate} rows)"
-            )
+        self._partitions(plan.log_partitions, verb)
         write(f"  {verb}delete {plan.log_rows:,} rows one batch at a time")
+        write(
+            f"Publisher delivery log: kept {settings.DELIVERY_RETENTION_DAYS} days from the "
+            "reported record's creation, by the records' whole months: deliveries of records "
+            f"created before {plan.delivery_before:%Y-%m-%d %H:%M} UTC are past retention, "
+            "once sent or given up."
+        )
+        self._partitions(plan.delivery_partitions, verb, what=" and its month of attempts")
+        write(f"  {verb}delete {plan.delivery_rows:,} deliveries one batch at a time")
         write(
             f"Clicks: unconverted ones kept {settings.CLICK_RETENTION_DAYS} days: those created "
             f"before {plan.click_before:%Y-%m-%d %H:%M} UTC are past retention."
@@ -100,12 +102,28 @@ class Command(BaseCommand):
         )
         elapsed = (timezone.now() - started).total_seconds()
         summary = (
-            f"Pruned in {elapsed:.1f} s: {len(result.dropped_partitions)} log partitions "
-            f"dropped, {result.log_rows:,} log rows and {result.clicks:,} clicks deleted."
+            f"Pruned in {elapsed:.1f} s: {len(result.dropped_partitions)} log partitions and "
+            f"{len(result.delivery_dropped)} delivery log partitions dropped, "
+            f"{result.log_rows:,} log rows, {result.delivery_rows:,} deliveries and "
+            f"{result.clicks:,} clicks deleted."
         )
-        if result.skipped_partitions:
+        skipped = result.skipped_partitions + result.delivery_skipped
+        if skipped:
             self.stderr.write(
                 f"Not dropped (a lock was not granted in time; the next run tries again): "
-                f"{', '.join(result.skipped_partitions)}"
+                f"{', '.join(skipped)}"
+            )
+        if result.delivery_held:
+            write(
+                "Kept until their deliveries are sent or given up (the next run drops them): "
+                f"{', '.join(result.delivery_held)}"
             )
         write(self.style.SUCCESS(summary))
+
+    def _partitions(self, droppable: list, verb: str, what: str = "") -> None:
+        for month in droppable:
+            estimate = "unknown" if month.estimate is None else f"{month.estimate:,}"
+            self.stdout.write(
+                f"  {verb}drop partition {month.partition.name}{what} "
+                f"({month.partition.start:%Y-%m}: {_size(month.size)}, about {estimate} rows)"
+            )
