@@ -314,25 +314,27 @@ class Pace:
             time.sleep(seconds)
 
 
-def _delete_log_rows(
-    before: datetime, *, batch_size: int, pace: Pace, lock_timeout_ms: int, progress: Progress
+def _delete_in_batches(
+    rows: models.QuerySet,
+    what: str,
+    *,
+    batch_size: int,
+    pace: Pace,
+    lock_timeout_ms: int,
+    progress: Progress,
 ) -> int:
-    """Delete log rows created before ``before`` in batches (on PostgreSQL, only rows no
-    longer in a month's partition reach here: the DEFAULT partition's)."""
-    report, total = _Reporter(progress, "postback log rows"), 0
+    """Delete ``rows`` (and what cascades from them) ``batch_size`` at a time, each batch
+    its own transaction, resting after each as ``pace`` says; return how many went."""
+    label, report, total = rows.model._meta.label, _Reporter(progress, what), 0
     while True:
         started = time.monotonic()
         with transaction.atomic():
             _lock_timeout(lock_timeout_ms)
-            ids = list(
-                PostbackLog.objects.filter(created_at__lt=before)
-                .order_by()
-                .values_list("id", flat=True)[:batch_size]
-            )
+            ids = list(rows.order_by().values_list("id", flat=True)[:batch_size])
             if not ids:
                 break
-            deleted, _ = PostbackLog.objects.filter(id__in=ids, created_at__lt=before).delete()
-        total += deleted
+            _, deleted = rows.filter(id__in=ids).delete()
+        total += deleted.get(label, 0)
         report(total)
         pace.rest(started)
     report(total, done=True)
@@ -455,31 +457,6 @@ def _start_of_first(
     return min(starts, default=default)
 
 
-def _delete_deliveries(
-    before: datetime, *, batch_size: int, pace: Pace, lock_timeout_ms: int, progress: Progress
-) -> int:
-    """Delete the deliveries of records created before ``before`` that the worker is done
-    with, and their attempts, in batches (on PostgreSQL only the DEFAULT partition's reach
-    here)."""
-    report, total = _Reporter(progress, "deliveries"), 0
-    while True:
-        started = time.monotonic()
-        with transaction.atomic():
-            _lock_timeout(lock_timeout_ms)
-            ids = list(
-                _expired_deliveries(before).order_by().values_list("id", flat=True)[:batch_size]
-            )
-            if not ids:
-                break
-            # Their attempts go with them (on_delete CASCADE, applied by the ORM).
-            _, deleted = _expired_deliveries(before).filter(id__in=ids).delete()
-        total += deleted.get(Delivery._meta.label, 0)
-        report(total)
-        pace.rest(started)
-    report(total, done=True)
-    return total
-
-
 def _prune_deliveries(
     plan: PrunePlan,
     result: PruneResult,
@@ -511,8 +488,11 @@ def _prune_deliveries(
         before = _start_of_first(
             plan.delivery_partitions, drops.skipped + drops.held, default=before
         )
-    result.delivery_rows = _delete_deliveries(
-        before,
+    # What is left: on SQLite all of it, on PostgreSQL the DEFAULT partition's. Attempts go
+    # with their deliveries (on_delete CASCADE, applied by the ORM).
+    result.delivery_rows = _delete_in_batches(
+        _expired_deliveries(before),
+        "deliveries",
         batch_size=batch_size,
         pace=pace,
         lock_timeout_ms=lock_timeout_ms,
@@ -564,8 +544,10 @@ def prune(
         # Never delete an undropped month row by row: keep the rows from its start for the
         # next run, and only claim what is really gone.
         log_before = _start_of_first(plan.log_partitions, drops.skipped, default=log_before)
-    result.log_rows = _delete_log_rows(
-        log_before,
+    # What is left: on SQLite all of it, on PostgreSQL the DEFAULT partition's.
+    result.log_rows = _delete_in_batches(
+        PostbackLog.objects.filter(created_at__lt=log_before),
+        "postback log rows",
         batch_size=batch_size,
         pace=pace,
         lock_timeout_ms=lock_timeout_ms,

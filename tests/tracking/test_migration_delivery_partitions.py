@@ -123,20 +123,9 @@ def test_deliveries_and_attempts_move_into_their_records_months(before_0012):
 
     # IDs go on from the old table's; a record's delivery is still written once per postback.
     conversion = ConversionFactory(click__publisher=publisher)
-    first = Delivery.objects.create(
-        postback=postbacks["conversion"],
-        publisher=publisher,
-        offer_id=conversion.offer_id,
-        trigger="conversion",
-        record_type="conversion",
-        conversion=conversion,
-        transaction_id=conversion.click.transaction_id,
-        url="http://publisher.example/pb",
-        record_created_at=conversion.created_at,
-    )
-    assert first.pk > max(made)
-    with pytest.raises(IntegrityError), transaction.atomic():
-        Delivery.objects.create(
+
+    def deliver() -> Delivery:
+        return Delivery.objects.create(
             postback=postbacks["conversion"],
             publisher=publisher,
             offer_id=conversion.offer_id,
@@ -147,6 +136,10 @@ def test_deliveries_and_attempts_move_into_their_records_months(before_0012):
             url="http://publisher.example/pb",
             record_created_at=conversion.created_at,
         )
+
+    assert deliver().pk > max(made)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        deliver()
 
 
 def test_it_migrates_back_to_plain_tables_with_every_row(before_0012):
