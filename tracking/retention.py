@@ -484,7 +484,9 @@ def _prune_deliveries(
         # The attempts' months whose deliveries' month is gone (now or by an earlier run).
         kept = {p.start for p in partitions.partitions(DELIVERY_TABLE) if not p.is_default}
         attempts = [m for m in _droppable(ATTEMPT_TABLE, before) if m.partition.start not in kept]
-        result.delivery_dropped += drop(ATTEMPT_TABLE, attempts).dropped
+        attempt_drops = drop(ATTEMPT_TABLE, attempts)
+        result.delivery_dropped += attempt_drops.dropped
+        result.delivery_skipped += attempt_drops.skipped
         before = _start_of_first(
             plan.delivery_partitions, drops.skipped + drops.held, default=before
         )
