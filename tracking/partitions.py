@@ -152,6 +152,11 @@ def partitions(table: str) -> list[Partition]:
     return sorted(found, key=lambda p: (p.is_default, p.start or datetime.min.replace(tzinfo=UTC)))
 
 
+def default_partition(table: str) -> str | None:
+    """The name of ``table``'s DEFAULT partition (None: it has none)."""
+    return next((p.name for p in partitions(table) if p.is_default), None)
+
+
 def _columns(cursor: CursorWrapper, table: str) -> str:
     cursor.execute(
         """
@@ -212,7 +217,7 @@ def create_partition(
     the same columns, in the migration). Call inside a transaction; returns its name."""
     column = PARTITIONED[table]
     columns = _columns(cursor, table)
-    default = next((p.name for p in partitions(table) if p.is_default), None)
+    default = default_partition(table)
     if month is None:
         name, bounds, where = default_name(table), "DEFAULT", "TRUE"
     else:
@@ -257,7 +262,7 @@ def create_partition(
 
 def default_months(cursor: CursorWrapper, table: str) -> list[datetime]:
     """The months of the rows in ``table``'s DEFAULT partition (normally none)."""
-    default = next((p.name for p in partitions(table) if p.is_default), None)
+    default = default_partition(table)
     if default is None:
         return []
     column = PARTITIONED[table]

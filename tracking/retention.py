@@ -159,7 +159,7 @@ def _droppable(table: str, before: datetime) -> list[DroppablePartition]:
 
 def _default_rows(table: str, where: str, params: list) -> int:
     """Rows of ``table``'s DEFAULT partition meeting ``where`` (0 without one)."""
-    default = next((p.name for p in partitions.partitions(table) if p.is_default), None)
+    default = partitions.default_partition(table)
     if default is None:
         return 0
     with connection.cursor() as cursor:
