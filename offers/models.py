@@ -410,11 +410,12 @@ class CapCounter(models.Model):
     (docs/postbacks.md "Caps"): a cap's use in a period is the sum of its ``SHARDS`` rows.
 
     Written only by tracking (tracking/caps.py), in the transaction that writes or changes a
-    record, so a postback never counts records. While a period is far from its limit, a
-    record adds to one share picked at random (postbacks of one offer then rarely wait on
-    each other); near the limit the period turns ``exact``, and every record locks all its
-    shares and reads their sum, so the last slot goes to exactly one of any number of
-    simultaneous conversions.
+    record, so a postback never counts records. Each share has an ``allowance``: what its
+    ``used`` may grow to by a record that locks this share alone. The allowances of a
+    period add up to no more than the cap's limit (``balanced_for``), and change only under
+    the locks of all the period's shares; so postbacks of one offer rarely wait on each
+    other, and the last slot still goes to exactly one of any number of simultaneous
+    conversions.
     """
 
     SHARDS = CAP_COUNTER_SHARDS
@@ -426,9 +427,11 @@ class CapCounter(models.Model):
     period_start = models.DateField()
     shard = models.PositiveSmallIntegerField(default=0)
     used = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
-    # Set on every shard of the period once it nears its limit (tracking/caps.py): from
-    # then on to the period's end, its records are counted one at a time.
-    exact = models.BooleanField(default=False)
+    # What ``used`` may reach by a record that locks this shard only; the cap's limit the
+    # period's allowances were shared out for (empty: not yet, so every record counts under
+    # all the shards' locks until one shares them out: tracking/caps.py ``_share_out``).
+    allowance = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
+    balanced_for = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -438,6 +441,9 @@ class CapCounter(models.Model):
             models.CheckConstraint(condition=Q(used__gte=0), name="capcounter_used_gte_0"),
             models.CheckConstraint(
                 condition=Q(shard__lt=CAP_COUNTER_SHARDS), name="capcounter_shard_in_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(allowance__gte=0), name="capcounter_allowance_gte_0"
             ),
         ]
 

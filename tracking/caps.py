@@ -5,27 +5,29 @@ Periods and each cap's use in the current period (for the offer page and the API
 read in offers/caps.py. The rules (which caps a record counts against, the status a full
 cap gives it) are pure functions in tracking/rules.py; this module writes the counters.
 
-**Shards.** A cap's use in a period is the sum of ``CapCounter.SHARDS`` rows, so that the
-postbacks of one offer do not all queue for one row lock, held to each one's commit.
-A record takes a cap's slot one of two ways:
+**Shards and allowances.** A cap's use in a period is the sum of ``CapCounter.SHARDS``
+rows, so that the postbacks of one offer do not all queue for one row lock, held to each
+one's commit. Each shard has an ``allowance``: what its ``used`` may grow to. The
+allowances of a period add up to no more than the cap's limit, and are changed only by a
+transaction holding the locks of all the period's shards. A record takes a cap's slot one
+of two ways:
 
-- **Shared**, far from the limit (the one-statement path, tracking/postback.py): it reads
-  the shards' sum without a lock and, where ``sum + margin <= limit`` and the period is not
-  ``exact``, adds to one shard picked at random, locking that row only (re-checking under
-  the lock that the period did not turn ``exact`` meanwhile). ``margin`` (``headroom``)
-  covers what every other transaction that can be open at that moment may add unseen:
-  at most one record each, and PostgreSQL never has more open than ``max_connections``.
-  So however the shared records interleave, the sum never passes the limit.
-- **Exact**, near the limit (and always in the ordinary path): it locks every shard of the
-  period in order, reads their sum, takes a slot only where ``sum < limit``, and, near the
-  limit, marks the period ``exact``: every record after it goes the exact way, and a shared
-  record that read the sum before but had not yet locked its shard finds the mark under the
-  lock and does not count. So of any number of simultaneous records near the limit, exactly
-  as many get a slot as there are slots.
+- **Alone** (the one-statement path, tracking/postback.py): it locks one shard picked at
+  random and adds to it only where the shard's allowance holds the record, and the
+  allowances were shared out for the limit the record was decided on (``balanced_for``).
+  Every shard stays within its allowance, so the period's sum stays within the limit,
+  however many records take slots at once.
+- **Exact** (the ordinary path, and every record the first way did not fit): it locks every
+  shard of the period in order, reads their sum, takes a slot only where ``sum < limit``,
+  and shares out again what is left below the limit: each shard's allowance becomes its use
+  plus an equal share (``_share_out``). Near the limit a share is smaller than a record,
+  no shard holds one, and every record counts the exact way: of any number of simultaneous
+  records near the limit, exactly as many get a slot as there are slots.
 
-Money caps go the shared way only for records worth at most a quarter of the limit shared
-out among ``max_connections`` (``headroom``), and while three quarters of the limit are
-left; a bigger record is counted the exact way and marks its period.
+A new period's shards start with nothing shared out (its first record counts the exact way),
+and a changed limit no longer matches ``balanced_for`` (the next record counts the exact
+way and shares out for the new limit); a manager's approval past the limit, or a rejection
+that frees a slot, shares out again in its own transaction.
 
 The functions:
 
@@ -47,10 +49,9 @@ other's counters in opposite orders.
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.db import connection, transaction
-from django.db.backends.signals import connection_created
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -59,55 +60,6 @@ from offers.definitions import CapDefinition, OfferDefinition
 from offers.models import CapCounter, OfferCap
 from tracking import rules
 from tracking.models import Click, Conversion, EventRecord, RecordStatus
-
-#: Of a money cap, the part the shared way may leave to records in flight (``headroom``).
-MONEY_SHARED_PART = Decimal(4)
-
-
-def headroom(cap: "CapDefinition | OfferCap", amount: Decimal, in_flight: int) -> Decimal | None:
-    """The margin a record adding ``amount`` to ``cap`` must find below the limit to take
-    its slot the shared way: what ``in_flight`` other open transactions may add unseen, each
-    at most one record of at most the cap's bound (1 for a conversions cap; for a money cap,
-    the limit ÷ (4 × ``in_flight``)). None: the record is bigger than the bound and is
-    counted the exact way."""
-    if cap.metric == OfferCap.Metric.CONVERSIONS:
-        bound = Decimal(1)
-    else:
-        bound = cap.limit / (MONEY_SHARED_PART * in_flight)
-    if amount > bound:
-        return None
-    return bound * in_flight
-
-
-def is_near(used: Decimal, limit: Decimal, margin: Decimal | None) -> bool:
-    """Whether a period at ``used`` must be counted the exact way (``headroom``'s margin)."""
-    return margin is None or used + margin > limit
-
-
-#: max_connections per database alias, read once per connection (a new connection may find
-#: a restarted server with another setting).
-_in_flight: dict[str, int] = {}
-
-
-def in_flight_bound() -> int:
-    """The most transactions that can be open at once on the database: PostgreSQL's
-    ``max_connections`` (SQLite writes one transaction at a time)."""
-    alias = connection.alias
-    if alias not in _in_flight:
-        if connection.vendor != "postgresql":
-            _in_flight[alias] = 1
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute("SHOW max_connections")
-                _in_flight[alias] = int(cursor.fetchone()[0])
-    return _in_flight[alias]
-
-
-def _forget_in_flight(sender: object, connection: object, **kwargs: object) -> None:
-    _in_flight.pop(connection.alias, None)
-
-
-connection_created.connect(_forget_in_flight, dispatch_uid="tracking.caps.in_flight")
 
 
 def _make(pairs: "Iterable[tuple[int, date]]") -> None:
@@ -157,7 +109,7 @@ def _lock(pairs: "Iterable[tuple[int, date]]") -> list[CapCounter]:
         CapCounter.objects.select_for_update()
         .filter(_periods(pairs))
         .order_by("cap_id", "shard")
-        .only("id", "cap_id", "shard", "used", "exact")
+        .only("id", "cap_id", "shard", "used", "balanced_for")
     )
 
 
@@ -173,21 +125,20 @@ def counters_lock(caps: "Iterable[CapDefinition | OfferCap]", *, day: date) -> N
     _lock((cap.id, period_start(cap.period, day)) for cap in caps)
 
 
-def _mark_if_near(
-    cap: "CapDefinition | OfferCap",
-    shards: list[CapCounter],
-    used: Decimal,
-    amount: Decimal,
-    *,
-    in_flight: int,
-) -> None:
-    """Mark the period of ``shards`` (locked by this transaction) ``exact`` where ``used``
-    is near the cap's limit for a record of ``amount``: the shared way stops there (module
-    docstring)."""
-    if is_near(used, cap.limit, headroom(cap, amount, in_flight)) and not all(
-        shard.exact for shard in shards
-    ):
-        CapCounter.objects.filter(pk__in=[shard.pk for shard in shards]).update(exact=True)
+#: A share of an allowance is in cents, like the counters.
+_CENT = Decimal("0.01")
+
+
+def _share_out(limit: Decimal, shards: list[CapCounter], *, used: Decimal) -> None:
+    """Share out what is left of ``limit`` when the period's ``shards`` (all of them, locked
+    by this transaction) add up to ``used``: each shard may grow by an equal share, in whole
+    cents rounded down, so the allowances add up to no more than the limit; none when
+    nothing is left (every record then counts the exact way)."""
+    left = limit - used
+    share = (left / CapCounter.SHARDS).quantize(_CENT, ROUND_DOWN) if left > 0 else Decimal(0)
+    CapCounter.objects.filter(pk__in=[shard.pk for shard in shards]).update(
+        allowance=F("used") + share, balanced_for=limit
+    )
 
 
 def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, str, bool]:
@@ -197,7 +148,6 @@ def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, 
     (status, reason, set by the rule)"""
     day = local_day(created_at)
     full: list[CapDefinition] = []
-    in_flight = in_flight_bound()
     with transaction.atomic():
         for cap in sorted(decision.caps, key=lambda c: c.id):
             start = period_start(cap.period, day)
@@ -205,10 +155,12 @@ def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, 
             used = sum((shard.used for shard in shards), Decimal(0))
             if used >= cap.limit:
                 full.append(cap)
+                if any(shard.balanced_for != cap.limit for shard in shards):
+                    _share_out(cap.limit, shards, used=used)
                 continue
             amount = rules.cap_amount(cap, decision)
             CapCounter.objects.filter(pk=shards[0].pk).update(used=F("used") + amount)
-            _mark_if_near(cap, shards, used, amount, in_flight=in_flight)
+            _share_out(cap.limit, shards, used=used + amount)
         status, reason, by_rule = rules.capped_status(decision, full)
         if status != RecordStatus.APPROVED:
             transaction.set_rollback(True)
@@ -258,18 +210,20 @@ def follow_status(record: Conversion | EventRecord, *, previous: str, status: st
     locked = _lock(starts.items())
     for cap, amount in found:
         shards = [shard for shard in locked if shard.cap_id == cap.pk]
+        used = sum((shard.used for shard in shards), Decimal(0))
         if now:
             CapCounter.objects.filter(pk=shards[0].pk).update(used=F("used") + amount)
-            used = sum((shard.used for shard in shards), amount)
-            _mark_if_near(cap, shards, used, amount, in_flight=in_flight_bound())
+            _share_out(cap.limit, shards, used=used + amount)
             continue
+        left = amount
         for shard in sorted(shards, key=lambda s: s.used, reverse=True):
-            if amount <= 0:
+            if left <= 0:
                 break
-            taken = min(shard.used, amount)
+            taken = min(shard.used, left)
             if taken > 0:
                 CapCounter.objects.filter(pk=shard.pk).update(used=F("used") - taken)
-                amount -= taken
+                left -= taken
+        _share_out(cap.limit, shards, used=max(used - amount, Decimal(0)))
 
 
 def _approved_sum(cap: OfferCap, day: date) -> Decimal:
@@ -301,11 +255,12 @@ def counter_start(cap: OfferCap) -> None:
     to (a cap set mid-month counts the month's conversions so far)."""
     day = local_day(timezone.now())
     start = period_start(cap.period, day)
-    _make([(cap.pk, start)])
-    CapCounter.objects.filter(cap=cap, period_start=start).update(used=Decimal(0))
-    CapCounter.objects.filter(cap=cap, period_start=start, shard=0).update(
-        used=_approved_sum(cap, day)
-    )
+    with transaction.atomic():
+        shards = _lock([(cap.pk, start)])
+        used = _approved_sum(cap, day)
+        CapCounter.objects.filter(cap=cap, period_start=start).update(used=Decimal(0))
+        CapCounter.objects.filter(cap=cap, period_start=start, shard=0).update(used=used)
+        _share_out(cap.limit, shards, used=used)
 
 
 def hard_cap_full(offer: OfferDefinition, *, publisher_id: int, at: datetime) -> bool:

@@ -801,8 +801,7 @@ _CANDIDATE_COLUMNS = {
 
 # The caps' columns (``_cap_rows``): for each candidate offer, each cap its record counts
 # against (a publisher's cap only for that publisher's clicks), the first day of the cap's
-# period, its limit, what the record adds to it and the margin it must find below the limit
-# to take its slot the shared way (tracking/caps.py ``headroom``; NULL: the exact way).
+# period, its limit and what the record adds to it.
 _CAP_COLUMNS = {
     "k_offer_id": "integer",
     "k_cap_id": "integer",
@@ -810,7 +809,6 @@ _CAP_COLUMNS = {
     "k_start": "date",
     "k_limit": "numeric",
     "k_amount": "numeric",
-    "k_margin": "numeric",
 }
 
 
@@ -862,14 +860,13 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = Fals
     if deliveries:
         delivery = f", {delivery_cte_sql(link.removesuffix('_id'), 'record.click_id')}"
     # Caps (docs/postbacks.md "Caps"; the two ways in tracking/caps.py): the predicted fact
-    # is that every cap the record counts against has room. ``shared``: each cap's use as
-    # the statement's snapshot has it, unlocked; far from the limit, the record locks only
-    # its shard (``%(shard)s``, re-checked not ``exact`` under the lock); near it, every
-    # shard of the period, in (cap, shard) order as tracking/caps.py takes them, and reads
-    # their sum under the lock. The insert happens only where each cap has room, and the
-    # record takes its slots (and marks a period near its limit ``exact``) in the same
-    # statement. A test click takes no slot: the ordinary path sees to it, as to a full cap
-    # or a counter not made yet.
+    # is that every cap the record counts against has room in the allowance of one shard
+    # (``%(shard)s``), shared out for the limit the record was decided on. ``slots``
+    # locks that shard of each cap, in cap order as tracking/caps.py takes them, where it
+    # holds the record (re-checked under the lock); the record is inserted only where every
+    # cap's shard was, and adds to them in the same statement. A cap whose shard has no
+    # room, a counter not made or not shared out yet, and a test click (which takes no
+    # slot) leave the postback to the ordinary path, which counts it the exact way.
     cap_ctes = taken = ""
     if capped:
         cap_types = ", ".join(f"{name} {type_}" for name, type_ in _CAP_COLUMNS.items())
@@ -880,37 +877,21 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = Fals
     JOIN json_to_recordset(%(caps)s::json) AS k({cap_types})
          ON k.k_offer_id = click.offer_id
             AND (k.k_publisher_id IS NULL OR k.k_publisher_id = click.publisher_id)
-), shared AS MATERIALIZED (
-    SELECT caps.k_cap_id AS cap_id,
-           coalesce(NOT bool_or(n.exact) AND sum(n.used) + caps.k_margin <= caps.k_limit,
-                    FALSE) AS shared
-    FROM caps JOIN {counter} n ON n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
-    GROUP BY caps.k_cap_id, caps.k_margin, caps.k_limit
-), counters AS MATERIALIZED (
-    SELECT n.id, n.cap_id, n.used, shared.shared
+), slots AS MATERIALIZED (
+    SELECT n.id, caps.k_amount AS amount
     FROM {counter} n
     JOIN caps ON n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
-    JOIN shared ON shared.cap_id = caps.k_cap_id
-    WHERE NOT shared.shared OR (n.shard = %(shard)s AND NOT n.exact)
-    ORDER BY n.cap_id, n.shard FOR UPDATE OF n
-), room AS (
-    SELECT caps.k_cap_id AS cap_id, NOT bool_and(c.shared) AS exact,
-           CASE WHEN bool_and(c.shared) THEN count(*) = 1
-                ELSE sum(c.used) < caps.k_limit END AS room
-    FROM caps JOIN counters c ON c.cap_id = caps.k_cap_id
-    GROUP BY caps.k_cap_id, caps.k_limit"""  # noqa: S608 - names only
+    WHERE n.shard = %(shard)s AND n.balanced_for = caps.k_limit
+      AND n.used < n.allowance AND n.used + caps.k_amount <= n.allowance
+    ORDER BY n.cap_id FOR UPDATE OF n"""  # noqa: S608 - names only
         conditions += [
-            "(SELECT count(*) FILTER (WHERE room) FROM room) = (SELECT count(*) FROM caps)",
+            "(SELECT count(*) FROM slots) = (SELECT count(*) FROM caps)",
             "NOT (click.is_test AND EXISTS (SELECT 1 FROM caps))",
         ]
         taken = f""", taken AS (
-    UPDATE {counter} n
-    SET used = n.used + CASE WHEN n.shard = %(shard)s THEN caps.k_amount ELSE 0 END,
-        exact = n.exact OR room.exact
-    FROM caps, record, counters c, room
-    WHERE n.id = c.id AND c.cap_id = caps.k_cap_id AND room.cap_id = caps.k_cap_id
-      AND caps.k_offer_id = record.offer_id
-      AND (n.shard = %(shard)s OR (room.exact AND NOT n.exact))
+    UPDATE {counter} n SET used = n.used + slots.amount
+    FROM slots, record
+    WHERE n.id = slots.id
     RETURNING n.id
 )"""  # noqa: S608 - names only
     lock = ""
@@ -1059,12 +1040,9 @@ def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
     if not any(decision.caps for decision in candidates):
         return []  # most offers: no day to work out
     day = local_day(now)
-    in_flight = caps.in_flight_bound()
     rows = []
     for decision in candidates:
         for cap in decision.caps:
-            amount = rules.cap_amount(cap, decision)
-            margin = caps.headroom(cap, amount, in_flight)
             rows.append(
                 {
                     "k_offer_id": decision.offer_id,
@@ -1072,8 +1050,7 @@ def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
                     "k_publisher_id": cap.publisher_id,
                     "k_start": period_start(cap.period, day),
                     "k_limit": str(cap.limit),
-                    "k_amount": str(amount),
-                    "k_margin": None if margin is None else str(margin),
+                    "k_amount": str(rules.cap_amount(cap, decision)),
                 }
             )
     return rows

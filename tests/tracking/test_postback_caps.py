@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db.models import F
 from django.utils import timezone
 
 from offers import caps as offer_caps
@@ -374,36 +373,40 @@ def test_with_the_servers_warm_exactly_as_many_as_there_are_slots_are_approved(s
 
 @pytest.mark.django_db(transaction=True)
 @requires_postgresql
-def test_far_from_the_limit_records_share_the_counter_and_near_it_count_exactly(servers):
-    # tracking/caps.py: while the period has more room than every open transaction could
-    # take unseen (max_connections), a record adds to one shard picked at random; near the
-    # limit the period turns exact, and of 50 simultaneous conversions for the last ten
-    # slots exactly ten are approved.
+def test_far_from_the_limit_records_take_slots_alone_and_near_it_count_exactly(servers):
+    # tracking/caps.py: while a shard's allowance holds a record, the record locks that
+    # shard alone; the allowances add up to no more than the limit, and near it no shard
+    # holds one, so of 50 simultaneous conversions for the last ten slots exactly ten are
+    # approved.
     offer = OfferFactory()
-    in_flight = caps.in_flight_bound()
-    daily = cap(offer, limit=in_flight + 60)
+    daily = cap(offer, limit=1000)
     burst = functools.partial(offer_url_burst, servers, offer)
 
-    shared = burst(40) + burst(20)  # the first burst warms the workers
+    alone = burst(40) + burst(20)  # the first burst warms the workers
     counters = CapCounter.objects.filter(cap=daily)
 
-    assert [r.json()["record_status"] for r in shared].count("approved") == 60
+    assert [r.json()["record_status"] for r in alone].count("approved") == 60
     assert offer_caps.cap_usage([daily]) == {daily.pk: 60}
     assert counters.filter(used__gt=0).count() > 1
-    assert not counters.filter(exact=True).exists()
+    assert counters.filter(balanced_for=1000).count() == CapCounter.SHARDS
+    assert sum(counter.allowance for counter in _counters(daily)) <= 1000
 
-    counters.filter(shard=0).update(used=F("used") + in_flight - 10)  # ten slots left
+    # A manager lowers the limit to leave ten slots: the allowances were shared out for
+    # the old one, so the next record counts the exact way and shares out what is left,
+    # less than a record per shard.
+    daily.limit = Decimal(70)
+    daily.save()
     responses = burst(50)
 
     statuses = [r.json()["record_status"] for r in responses]
     assert answers(responses) == {(200, "accepted"): 50}
     assert (statuses.count("approved"), statuses.count("rejected")) == (10, 40)
-    assert offer_caps.cap_usage([daily]) == {daily.pk: in_flight + 60}
-    assert counters.filter(exact=True).count() == CapCounter.SHARDS
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 70}
+    assert all(counter.allowance == counter.used for counter in _counters(daily))
     # Rejecting one frees its slot for the next conversion, counted exactly.
     approved = Conversion.objects.filter(offer=offer, status="approved").first()
     record_status_change(record=approved, status="rejected", reason="fraud", source="admin")
-    assert offer_caps.cap_usage([daily]) == {daily.pk: in_flight + 59}
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 69}
     (last, after) = burst(2)
     assert sorted([last.json()["record_status"], after.json()["record_status"]]) == [
         "approved",
@@ -411,28 +414,58 @@ def test_far_from_the_limit_records_share_the_counter_and_near_it_count_exactly(
     ]
 
 
-@pytest.mark.parametrize(
-    ("metric", "limit", "amount", "in_flight", "margin"),
-    [
-        # A conversions cap: each open transaction may add one record unseen.
-        ("conversions", 1000, 1, 100, Decimal(100)),
-        # A money cap: records up to limit / (4 x in_flight) go the shared way, and the
-        # margin is a quarter of the limit.
-        ("payout", 40_000, 100, 100, Decimal(10_000)),
-        ("payout", 40_000, Decimal("100.01"), 100, None),
-        ("revenue", 1000, 3, 100, None),
-    ],
-)
-def test_headroom_leaves_room_for_every_open_transaction(metric, limit, amount, in_flight, margin):
-    offer_cap = OfferCap(metric=metric, limit=Decimal(limit))
-
-    assert caps.headroom(offer_cap, Decimal(amount), in_flight) == margin
+def _counters(cap_: OfferCap) -> list[CapCounter]:
+    return list(CapCounter.objects.filter(cap=cap_).order_by("shard"))
 
 
-@pytest.mark.parametrize(
-    ("used", "margin", "near"),
-    [(899, Decimal(100), False), (900, Decimal(100), False), (901, Decimal(100), True)],
-)
-def test_a_period_is_near_its_limit_once_the_margin_no_longer_fits(used, margin, near):
-    assert caps.is_near(Decimal(used), Decimal(1000), margin) is near
-    assert caps.is_near(Decimal(0), Decimal(1000), None) is True
+def test_allowances_share_out_what_is_left_and_add_up_to_no_more_than_the_limit(client):
+    offer = OfferFactory()
+    ConversionFactory.create_batch(2, click__offer=offer)
+    daily = cap(offer, limit=100)  # counter_start: 2 used, 98 left over 16 shards
+
+    counters = _counters(daily)
+    assert [c.allowance - c.used for c in counters] == [Decimal("6.12")] * CapCounter.SHARDS
+    assert sum(c.used for c in counters) == 2
+    assert {c.balanced_for for c in counters} == {Decimal(100)}
+
+    for _ in range(5):
+        assert outcome(convert(client, offer=offer))[2] == "approved"
+
+    counters = _counters(daily)
+    assert sum(c.used for c in counters) == 7
+    assert all(c.used <= c.allowance for c in counters)
+    assert sum(c.allowance for c in counters) <= 100
+
+
+def test_a_changed_limit_is_shared_out_again_before_a_record_takes_a_slot_alone(client):
+    offer = OfferFactory()
+    daily = cap(offer, limit=100)
+    convert(client, offer=offer)
+    daily.limit = Decimal(3)
+    daily.save()
+
+    assert outcome(convert(client, offer=offer))[2] == "approved"
+
+    counters = _counters(daily)
+    assert {c.balanced_for for c in counters} == {Decimal(3)}
+    assert sum(c.allowance for c in counters) <= 3
+    assert outcome(convert(client, offer=offer))[2] == "approved"
+    assert outcome(convert(client, offer=offer))[2] == "rejected"
+    assert offer_caps.cap_usage([daily]) == {daily.pk: 3}
+
+
+def test_a_manager_approving_past_the_limit_closes_every_allowance(client):
+    offer = OfferFactory()
+    daily = cap(offer, limit=2, mode="soft")
+    convert(client, offer=offer)
+    convert(client, offer=offer)
+    click = ClickFactory(offer=offer)
+    assert outcome(convert(client, click))[2] == "pending"
+    held = Conversion.objects.get(click=click)
+
+    record_status_change(record=held, status="approved", reason="", source="admin")
+
+    counters = _counters(daily)
+    assert sum(c.used for c in counters) == 3
+    assert all(c.allowance == c.used for c in counters)
+    assert outcome(convert(client, offer=offer))[2] == "pending"
