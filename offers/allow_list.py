@@ -3,7 +3,7 @@ IPv4 and IPv6, parsed once per definitions version and matched on every postback
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 
@@ -11,6 +11,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: More entries than any advertiser's servers need; bounds the work of every postback.
 MAX_ENTRIES = 100
+
+#: Answers an allow-list remembers, by address (its advertiser's servers are a few; the
+#: bound keeps a flood of other addresses from growing it).
+REMEMBERED = 256
 
 
 def parse_entry(entry: str) -> Network:
@@ -66,6 +70,9 @@ class AllowList:
     networks: tuple[Network, ...] = ()
     #: Admits no address at all (what a prediction assumes of a list it does not know).
     nobody: bool = False
+    #: ``permits``' answers so far, by address: parsing one costs more than the rest of
+    #: the check (the list lives as long as its definitions version).
+    _answers: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, entries: Iterable[str] | None) -> "AllowList":
@@ -92,6 +99,15 @@ class AllowList:
             return True
         if not ip:
             return False
+        answer = self._answers.get(ip)
+        if answer is None:
+            answer = self._admits(ip)
+            if len(self._answers) >= REMEMBERED:
+                self._answers.clear()
+            self._answers[ip] = answer
+        return answer
+
+    def _admits(self, ip: str) -> bool:
         try:
             address = ipaddress.ip_address(ip)
         except ValueError:
