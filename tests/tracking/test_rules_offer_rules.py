@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from offers.allow_list import AllowList, normalise_allow_list
+from offers.allow_list import REMEMBERED, AllowList, normalise_allow_list
 from offers.definitions import Definitions, EventDefinition, MoneyRules, OfferDefinition
 from tracking import rules
 from tracking.models import Reason
@@ -213,6 +213,17 @@ MATCHING = [
 @pytest.mark.parametrize(("entries", "ip", "admitted"), MATCHING)
 def test_the_allow_list_admits_listed_addresses_and_ranges_only(entries, ip, admitted):
     assert AllowList.of(entries).permits(ip) is admitted
+
+
+def test_a_remembered_answer_is_the_same_answer_and_the_memory_stays_bounded():
+    allow_list = AllowList.of(["10.0.0.0/8"])
+    addresses = [f"10.0.{n // 256}.{n % 256}" for n in range(REMEMBERED)]
+    addresses += [f"192.0.2.{n}" for n in range(REMEMBERED)]
+
+    for _ in range(2):
+        answers = [allow_list.permits(ip) for ip in addresses]
+        assert answers == [True] * REMEMBERED + [False] * REMEMBERED
+    assert len(allow_list._answers) <= REMEMBERED
 
 
 def test_entries_are_stored_canonically_without_blanks_or_repeats():
