@@ -430,12 +430,15 @@ _ROW_KEYS = ("offer_id", "publisher_id", "postback_id", "trigger", "url")
 
 
 def delivery_rows(
-    fired: Iterable[tuple[dict[int, PostbackDefinition], RecordFacts]],
+    fired: Iterable[tuple[dict[int, PostbackDefinition], RecordFacts | None]],
 ) -> DeliveryRows:
-    """``DeliveryRows`` for each (winners by publisher, the record's facts on that offer)."""
+    """``DeliveryRows`` for each (winners by publisher, the record's facts on that offer;
+    no facts where nothing fires)."""
     rows = DeliveryRows([], [], [], [], [])
     keep = CLICK_MACROS + ROW_MACROS
     for winners, facts in fired:
+        if not winners or facts is None:
+            continue
         base = record_macros(facts)
         for publisher_id, postback in sorted(winners.items()):
             rows.offers.append(facts.offer_id)

@@ -1129,10 +1129,11 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
 
 def _winners_and_facts(
     decision: Decision, defs: Definitions, *, publisher_id: int | None, now: datetime
-) -> tuple[dict, RecordFacts]:
+) -> tuple[dict, RecordFacts | None]:
     """The publisher postbacks an accepted decision fires (one per publisher; only
-    ``publisher_id``'s when known), and the record's macro values, from the definitions
-    cache: no query once loaded, and nothing to write when no publisher has one. A record
+    ``publisher_id``'s when known), and the record's macro values (none when nothing
+    fires), from the definitions cache: no query once loaded, and nothing to write when no
+    publisher has one. A record
     accepted other than ``approved`` fires nothing now: its first approval will
     (tracking/deliveries.py ``deliveries_for_status_change``)."""
     assert decision.offer_id is not None and decision.params is not None
@@ -1146,7 +1147,9 @@ def _winners_and_facts(
             event_id=event.id if event else None,
             publisher_id=publisher_id,
         )
-    offer = defs.cached_offer(decision.offer_id) if winners else None
+    if not winners:
+        return winners, None
+    offer = defs.cached_offer(decision.offer_id)
     facts = RecordFacts(
         transaction_id=decision.params.transaction_id,
         offer_id=decision.offer_id,
