@@ -1133,9 +1133,8 @@ def _winners_and_facts(
     """The publisher postbacks an accepted decision fires (one per publisher; only
     ``publisher_id``'s when known), and the record's macro values (none when nothing
     fires), from the definitions cache: no query once loaded, and nothing to write when no
-    publisher has one. A record
-    accepted other than ``approved`` fires nothing now: its first approval will
-    (tracking/deliveries.py ``deliveries_for_status_change``)."""
+    publisher has one. A record accepted other than ``approved`` fires nothing now: its
+    first approval will (tracking/deliveries.py ``deliveries_for_status_change``)."""
     assert decision.offer_id is not None and decision.params is not None
     event = decision.event
     winners = {}
