@@ -80,18 +80,13 @@ def make_cheap(
     params = ", ".join(f"{quote(f.column)} {f.cast_db_type(connection)}" for f in fields)
     args = ", ".join(quote(f.column) for f in fields)
     function = function_name(name)
-    table = quote(model._meta.db_table)
     # The parameters are named after the columns, so the predicate reads them as it read
     # the row's columns.
     schema_editor.execute(
         f"CREATE OR REPLACE FUNCTION {quote(function)}({params}) RETURNS boolean "
         f"LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN ({predicate}); END $$"
     )
-    schema_editor.execute(
-        f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}, "
-        f"ADD CONSTRAINT {quote(name)} CHECK ({quote(function)}({args})) NOT VALID"
-    )
-    schema_editor.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {quote(name)}")
+    _swap(schema_editor, model, name, f"{quote(function)}({args})")
 
 
 def restore(schema_editor: BaseDatabaseSchemaEditor, model: type[models.Model], name: str) -> None:
@@ -100,13 +95,21 @@ def restore(schema_editor: BaseDatabaseSchemaEditor, model: type[models.Model], 
         return
     constraint = _constraint(model, name)
     quote = schema_editor.quote_name
-    table = quote(model._meta.db_table)
-    predicate = constraint._get_check_sql(model, schema_editor)
-    schema_editor.execute(
-        f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}, "
-        f"ADD CONSTRAINT {quote(name)} CHECK ({predicate}) NOT VALID"
-    )
-    schema_editor.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {quote(name)}")
+    _swap(schema_editor, model, name, constraint._get_check_sql(model, schema_editor))
     fields = _columns(model, constraint)
     types = ", ".join(f.cast_db_type(schema_editor.connection) for f in fields)
     schema_editor.execute(f"DROP FUNCTION IF EXISTS {quote(function_name(name))}({types})")
+
+
+def _swap(
+    schema_editor: BaseDatabaseSchemaEditor, model: type[models.Model], name: str, check: str
+) -> None:
+    """Constraint ``name`` of ``model`` becomes ``CHECK (check)``: dropped and added again in
+    one statement, ``NOT VALID``, then validated without holding writers out."""
+    quote = schema_editor.quote_name
+    table = quote(model._meta.db_table)
+    schema_editor.execute(
+        f"ALTER TABLE {table} DROP CONSTRAINT {quote(name)}, "
+        f"ADD CONSTRAINT {quote(name)} CHECK ({check}) NOT VALID"
+    )
+    schema_editor.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {quote(name)}")
