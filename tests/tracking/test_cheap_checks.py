@@ -7,10 +7,10 @@ and the migration goes back and forth."""
 import pytest
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 
 from tests.factories import ConversionFactory, PostbackLogFactory
 from tests.markers import requires_postgresql
+from tests.migrations import latest, migrate
 from tracking import checks
 from tracking.models import Delivery, PostbackLog
 
@@ -90,12 +90,6 @@ def test_the_functions_refuse_what_the_constraints_refused():
     Delivery.objects.filter(pk=delivery.pk).update(outcome="delivered", next_attempt_at=None)
 
 
-def migrate(*targets: tuple[str, str]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(list(targets))
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_goes_back_to_djangos_form_and_forth():
     try:
@@ -107,5 +101,5 @@ def test_the_migration_goes_back_to_djangos_form_and_forth():
             cursor.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'ct_check_%'")
             assert cursor.fetchone()[0] == 0
     finally:
-        migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
+        migrate(*latest())
     assert all(size <= BUDGET for size, _ in stored_checks().values())

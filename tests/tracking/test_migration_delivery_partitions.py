@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from offers.models import PublisherPostback
 from tests.factories import ConversionFactory, EventRecordFactory, PublisherFactory
 from tests.markers import requires_postgresql
+from tests.migrations import latest, migrate
 from tracking import partitions
 from tracking.models import Delivery, DeliveryAttempt
 
@@ -20,13 +20,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), requires_postgresql]
 TARGET = ("tracking", "0012_delivery_partitions")
 PREVIOUS = ("tracking", "0011_delivery_partial_indexes")
 TABLES = ("tracking_delivery", "tracking_deliveryattempt")
-
-
-def migrate(*targets: tuple[str, str]) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(list(targets))
-    return executor
 
 
 def placed(table: str) -> dict[int, str]:
@@ -57,7 +50,7 @@ def before_0012():
     there); brought back to the latest state afterwards."""
     executor = migrate(PREVIOUS)
     yield executor.loader.project_state([PREVIOUS]).apps
-    migrate(*MigrationExecutor(connection).loader.graph.leaf_nodes())
+    migrate(*latest())
 
 
 def test_deliveries_and_attempts_move_into_their_records_months(before_0012):

@@ -9,6 +9,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from tests.markers import requires_postgresql
+from tests.migrations import latest, migrate
 from tracking import partitions
 from tracking.models import PostbackLog
 
@@ -23,17 +24,6 @@ def previous() -> tuple[str, str]:
     graph = MigrationExecutor(connection).loader.graph
     (parent,) = [node.key for node in graph.node_map[TARGET].parents if node.key[0] == "tracking"]
     return parent
-
-
-def migrate(*targets: tuple[str, str]) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(list(targets))
-    return executor
-
-
-def latest() -> list[tuple[str, str]]:
-    return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
 def rows_by_partition() -> dict[int, str]:
