@@ -75,6 +75,33 @@ def _make(pairs: "Iterable[tuple[int, date]]") -> None:
     )
 
 
+#: The function the one-statement path (tracking/postback.py) inserts a capped record by:
+#: ``TAKEN(taken, caps)`` is true where all of the record's ``caps`` caps took it, false where
+#: none did, and raises ``TAKEN_IN_PART`` where only some did, which undoes the whole
+#: statement (PostgreSQL only; made by migration tracking/0014_caps_taken).
+TAKEN = "ct_caps_taken"
+#: Its SQLSTATE (a class of our own: no PostgreSQL error shares it).
+TAKEN_IN_PART = "CT001"
+TAKEN_SQL = f"""
+CREATE OR REPLACE FUNCTION {TAKEN}(taken bigint, caps integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF taken = caps THEN
+        RETURN TRUE;
+    ELSIF taken = 0 THEN
+        RETURN FALSE;
+    END IF;
+    RAISE EXCEPTION 'a record took % of its % caps', taken, caps
+        USING ERRCODE = '{TAKEN_IN_PART}';
+END
+$$"""
+
+
+def is_taken_in_part(error: Exception) -> bool:
+    """Whether a database error is ``TAKEN`` undoing a statement."""
+    return getattr(error.__cause__, "sqlstate", None) == TAKEN_IN_PART
+
+
 #: The (database, cap, period start) counter rows this process has made sure exist.
 _ensured: set[tuple[str, int, date]] = set()
 

@@ -30,7 +30,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from offers.caps import local_day, period_start
@@ -799,6 +799,11 @@ _CANDIDATE_COLUMNS = {
 }
 
 
+# A capped statement's candidates also say how many caps each counts against (``_cap_rows``):
+# those of the whole offer, and those of each publisher (a publisher ID per cap).
+_CANDIDATE_CAP_COLUMNS = {"caps": "integer", "publisher_caps": "integer[]"}
+
+
 # The caps' columns (``_cap_rows``): for each candidate offer, each cap its record counts
 # against (a publisher's cap only for that publisher's clicks), the first day of the cap's
 # period, its limit and what the record adds to it.
@@ -815,8 +820,9 @@ _CAP_COLUMNS = {
 @functools.cache
 def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = False) -> str:
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
-    candidate_columns = ", ".join(f"c_{name}" for name in _CANDIDATE_COLUMNS)
-    candidate_types = ", ".join(f"c_{name} {type_}" for name, type_ in _CANDIDATE_COLUMNS.items())
+    columns = _CANDIDATE_COLUMNS | (_CANDIDATE_CAP_COLUMNS if capped else {})
+    candidate_columns = ", ".join(f"c_{name}" for name in columns)
+    candidate_types = ", ".join(f"c_{name} {type_}" for name, type_ in columns.items())
     from_candidate = {
         "click_id": "candidate.id",
         "publisher_id": "candidate.publisher_id",
@@ -861,39 +867,37 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = Fals
         delivery = f", {delivery_cte_sql(link.removesuffix('_id'), 'record.click_id')}"
     # Caps (docs/postbacks.md "Caps"; the two ways in tracking/caps.py): the predicted fact
     # is that every cap the record counts against has room in the allowance of one shard
-    # (``%(shard)s``), shared out for the limit the record was decided on. ``slots``
-    # locks that shard of each cap, in cap order as tracking/caps.py takes them, where it
-    # holds the record (re-checked under the lock); the record is inserted only where every
-    # cap's shard was, and adds to them in the same statement. A cap whose shard has no
-    # room, a counter not made or not shared out yet, and a test click (which takes no
-    # slot) leave the postback to the ordinary path, which counts it the exact way.
-    cap_ctes = taken = ""
+    # (``%(shard)s``), shared out for the limit the record was decided on. ``taken`` adds
+    # the candidate to that shard of each of its caps (those of its offer, and of its
+    # click's publisher) where the allowance holds it, checked on the row it locks as it
+    # stands once a concurrent update has committed; rows are locked in cap order, as
+    # tracking/caps.py takes them. ``caps.TAKEN`` then lets the record be inserted only
+    # where every cap took it (``c_caps``, ``c_publisher_caps``: how many it counts
+    # against), and raises where only some did, which undoes the whole statement; so does
+    # a duplicate that raced in (no ON CONFLICT here: the insert raises). A cap whose shard
+    # has no room, a counter not made or not shared out yet, and a test click (which takes
+    # no slot) leave the postback to the ordinary path, which counts it the exact way.
+    taken = insert_condition = ""
+    on_conflict = "ON CONFLICT DO NOTHING"
     if capped:
         cap_types = ", ".join(f"{name} {type_}" for name, type_ in _CAP_COLUMNS.items())
         counter = CapCounter._meta.db_table
-        cap_ctes = f"""
-), caps AS (
-    SELECT k.* FROM click
+        expected = "c_caps + cardinality(array_positions(c_publisher_caps, {}.publisher_id))"
+        conditions.append(f"NOT (click.is_test AND {expected.format('click')} > 0)")
+        taken = f"""
+), taken AS (
+    UPDATE {counter} n SET used = n.used + k.k_amount
+    FROM candidate
     JOIN json_to_recordset(%(caps)s::json) AS k({cap_types})
-         ON k.k_offer_id = click.offer_id
-            AND (k.k_publisher_id IS NULL OR k.k_publisher_id = click.publisher_id)
-), slots AS MATERIALIZED (
-    SELECT n.id, caps.k_amount AS amount
-    FROM {counter} n
-    JOIN caps ON n.cap_id = caps.k_cap_id AND n.period_start = caps.k_start
-    WHERE n.shard = %(shard)s AND n.balanced_for = caps.k_limit
-      AND n.used < n.allowance AND n.used + caps.k_amount <= n.allowance
-    ORDER BY n.cap_id FOR UPDATE OF n"""  # noqa: S608 - names only
-        conditions += [
-            "(SELECT count(*) FROM slots) = (SELECT count(*) FROM caps)",
-            "NOT (click.is_test AND EXISTS (SELECT 1 FROM caps))",
-        ]
-        taken = f""", taken AS (
-    UPDATE {counter} n SET used = n.used + slots.amount
-    FROM slots, record
-    WHERE n.id = slots.id
-    RETURNING n.id
-)"""  # noqa: S608 - names only
+         ON k.k_offer_id = candidate.c_offer_id
+            AND (k.k_publisher_id IS NULL OR k.k_publisher_id = candidate.publisher_id)
+    WHERE n.cap_id = k.k_cap_id AND n.period_start = k.k_start AND n.shard = %(shard)s
+      AND n.balanced_for = k.k_limit
+      AND n.used < n.allowance AND n.used + k.k_amount <= n.allowance
+    RETURNING n.id"""  # noqa: S608 - names only
+        took = f"{caps.TAKEN}((SELECT count(*) FROM taken), {expected.format('candidate')})"  # noqa: S608
+        insert_condition = f"\n    WHERE {took}"
+        on_conflict = ""
     lock = ""
     if kind is RecordKind.EVENT:
         lock = f"""
@@ -911,16 +915,15 @@ WITH the_click AS (
 ), click AS (
     SELECT c.*, {conversion}
     FROM the_click c{" LEFT JOIN locked v ON TRUE" if lock else ""}
-{cap_ctes}
 ), candidate AS (
     SELECT click.*, {candidate_columns}
     FROM click JOIN json_to_recordset(%(candidates)s::json) AS cand({candidate_types})
          ON cand.c_offer_id = click.offer_id
-    WHERE {" AND ".join(conditions)}
+    WHERE {" AND ".join(conditions)}{taken}
 ), record AS (
     INSERT INTO {record.table} ({record.columns})
-    SELECT {record.select_list_with(from_candidate)} FROM candidate
-    ON CONFLICT DO NOTHING
+    SELECT {record.select_list_with(from_candidate)} FROM candidate{insert_condition}
+    {on_conflict}
     RETURNING id, click_id, offer_id, created_at{", event_id" if kind is RecordKind.EVENT else ""}
 ), log AS (
     INSERT INTO {log.table} ({log.columns}, click_id, offer_id, event_id, reason, status_code,
@@ -929,7 +932,7 @@ WITH the_click AS (
            '', record.id
     FROM record
     RETURNING id
-){taken}{delivery}
+){delivery}
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
        click.conversion_status, click.created_at, click.is_test, (SELECT id FROM record),
        (SELECT id FROM log)
@@ -1017,10 +1020,11 @@ def _learn_candidates(defs: Definitions, decision: Decision) -> None:
             defs.publisher_postbacks(offer_id)
 
 
-def _candidate_row(decision: Decision) -> dict:
-    """A candidate's columns (``_CANDIDATE_COLUMNS``) as JSON values; money as text, exact."""
+def _candidate_row(decision: Decision, capped: bool) -> dict:
+    """A candidate's columns (``_CANDIDATE_COLUMNS``, and ``_CANDIDATE_CAP_COLUMNS`` in a
+    capped statement) as JSON values; money as text, exact."""
     event = decision.event
-    return {
+    row = {
         "c_offer_id": decision.offer_id,
         "c_event_id": event.id if event is not None else None,
         "c_allow_multiple": event.allow_multiple if event is not None else None,
@@ -1032,6 +1036,12 @@ def _candidate_row(decision: Decision) -> dict:
         "c_clicked_after": _iso(decision.clicked_after),
         "c_clicked_before": _iso(decision.clicked_before),
     }
+    if capped:
+        row["c_caps"] = sum(cap.publisher_id is None for cap in decision.caps)
+        row["c_publisher_caps"] = [
+            cap.publisher_id for cap in decision.caps if cap.publisher_id is not None
+        ]
+    return row
 
 
 def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
@@ -1042,7 +1052,8 @@ def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
     day = local_day(now)
     rows = []
     for decision in candidates:
-        for cap in decision.caps:
+        # In cap order: the statement locks their counters in the order of these rows.
+        for cap in sorted(decision.caps, key=lambda cap: cap.id):
             rows.append(
                 {
                     "k_offer_id": decision.offer_id,
@@ -1095,11 +1106,11 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         "has_conversion": _predicted(request, params, first.offer_id).click.has_conversion,
         "conversion_status": _predicted(request, params, first.offer_id).click.conversion_status,
         "adv_sub": params.adv_sub,
-        "candidates": json.dumps([_candidate_row(c) for c in candidates]),
     }
     if fired:
         values |= fired.params(now=now)
     cap_rows = _cap_rows(candidates, now)
+    values["candidates"] = json.dumps([_candidate_row(c, bool(cap_rows)) for c in candidates])
     if cap_rows:
         # The statement takes slots in existing counters only (tracking/caps.py).
         caps.counters_ensure([(row["k_cap_id"], row["k_start"]) for row in cap_rows])
@@ -1107,9 +1118,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         values["shard"] = random.randrange(CapCounter.SHARDS)  # noqa: S311 - not a secret
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            ((version, click_id, *click, record_id, log_id),) = run(
-                _at_once_sql(kind, bool(fired), bool(cap_rows)), values
-            )
+            (row,) = run(_at_once_sql(kind, bool(fired), bool(cap_rows)), values)
     except OperationalError as error:
         # Crossed with a status change taking the same counters and hourly totals rows
         # (tracking/caps.py ``counters_lock``): nothing was written; the ordinary path,
@@ -1117,6 +1126,14 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         if not is_deadlock(error):
             raise
         return _Attempt()
+    except (IntegrityError, DatabaseError) as error:
+        # A capped statement undone (see _at_once_sql): only some of the record's caps had
+        # room for it, or a duplicate raced in. Nothing was written; the ordinary path
+        # decides, and counts the record the exact way.
+        if not (cap_rows and (isinstance(error, IntegrityError) or caps.is_taken_in_part(error))):
+            raise
+        return _Attempt()
+    version, click_id, *click, record_id, log_id = row
     if record_id is None:
         read_click = None if click_id is None else _Click(click_id, *click)
         return _Attempt(read=_Read(definitions(version=version), read_click))

@@ -8,6 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from offers import caps as offer_caps
@@ -414,6 +417,26 @@ def test_far_from_the_limit_records_take_slots_alone_and_near_it_count_exactly(s
     ]
 
 
+@pytest.mark.django_db(transaction=True)
+@requires_postgresql
+def test_simultaneous_duplicates_of_a_capped_conversion_count_once(servers):
+    # The one-statement path inserts a capped record without ON CONFLICT: a duplicate that
+    # commits between its read and its insert makes it raise, which undoes the slots it took
+    # (tracking/postback.py), and the ordinary path refuses the duplicate.
+    offer = OfferFactory()
+    daily = cap(offer, limit=1000)
+    monthly = cap(offer, period="month", limit=1000, mode="soft")
+    offer_url_burst(servers, offer, 20)  # warms every worker
+    click = ClickFactory(offer=offer)
+    params = {"secure": offer.advertiser.postback_token, "transaction_id": click.transaction_id}
+
+    responses = fire_at_once([servers[n % len(servers)] for n in range(20)], [params] * 20)
+
+    assert answers(responses) == {(200, "accepted"): 1, (409, "duplicate_conversion"): 19}
+    assert Conversion.objects.filter(click=click).count() == 1
+    assert offer_caps.cap_usage([daily, monthly]) == {daily.pk: 21, monthly.pk: 21}
+
+
 def _counters(cap_: OfferCap) -> list[CapCounter]:
     return list(CapCounter.objects.filter(cap=cap_).order_by("shard"))
 
@@ -469,3 +492,41 @@ def test_a_manager_approving_past_the_limit_closes_every_allowance(client):
     assert sum(c.used for c in counters) == 3
     assert all(c.allowance == c.used for c in counters)
     assert outcome(convert(client, offer=offer))[2] == "pending"
+
+
+@requires_postgresql
+def test_a_record_one_of_whose_caps_has_no_room_in_its_shard_counts_the_exact_way(client):
+    offer = OfferFactory()
+    daily = cap(offer, limit=100)
+    monthly = cap(offer, period="month", limit=100)
+    convert(client, offer=offer)  # caches the definitions
+    # The monthly cap's shards hold nothing more (as after a manager's approval past a
+    # limit), the daily cap's have room: the one statement takes a daily slot, finds no
+    # monthly one, and is undone whole; the ordinary path counts the record exactly.
+    CapCounter.objects.filter(cap=monthly).update(allowance=F("used"))
+    click = ClickFactory(offer=offer)
+
+    with CaptureQueriesContext(connection) as captured:
+        assert outcome(convert(client, click)) == (200, "accepted", "approved", "")
+
+    sql = [q["sql"].lstrip() for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+    tried = [n for n, statement in enumerate(sql) if statement.startswith("WITH the_click")]
+    assert tried and tried[0] < len(sql) - 1  # tried in one statement, then the ordinary way
+    assert offer_caps.cap_usage([daily, monthly]) == {daily.pk: 2, monthly.pk: 2}
+    assert sum(c.allowance for c in _counters(monthly)) <= 100
+    assert PostbackLog.objects.filter(reason="accepted").count() == 2
+
+
+@requires_postgresql
+@pytest.mark.parametrize(
+    ("taken", "of", "answer"), [(2, 2, True), (0, 2, False), (0, 0, True), (1, 2, None)]
+)
+def test_a_record_is_inserted_when_all_its_caps_took_it_and_undone_when_some_did(taken, of, answer):
+    with connection.cursor() as cursor:
+        if answer is None:
+            with pytest.raises(DatabaseError) as raised, transaction.atomic():
+                cursor.execute(f"SELECT {caps.TAKEN}(%s, %s)", [taken, of])
+            assert caps.is_taken_in_part(raised.value)
+        else:
+            cursor.execute(f"SELECT {caps.TAKEN}(%s, %s)", [taken, of])
+            assert cursor.fetchone()[0] is answer
