@@ -344,7 +344,7 @@ def offer_postbacks(offer_id: int) -> tuple[PostbackDefinition, ...]:
 
 
 @functools.cache
-def delivery_cte_sql(link: str, click_id: str) -> str:
+def delivery_cte_sql(link: str, click_id: str, macros: frozenset[str]) -> str:
     """A CTE (``delivery AS (…)``) that writes the deliveries of the record the statement's
     ``record`` CTE inserted (returning its ``id`` and ``created_at``, the partition key),
     for its click ``click_id`` (an SQL expression).
@@ -355,10 +355,16 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
     the click's macros (URL-encoded by ``tracking_urlencode``, migration
     tracking/0008), the record's ID and the delivery's own ID, and inserts nothing for a
     test click or when no record was inserted. Values filled by Python are encoded, so
-    they hold no braces for a later ``replace`` to find.
+    they hold no braces for a later ``replace`` to find. Only the ``macros`` that the rows'
+    URLs hold are filled (``DeliveryRows.macros``; a statement per set of them): a
+    ``replace`` for a macro a URL does not hold would change nothing, and costs.
+
+    No ``ON CONFLICT``: the deliveries are those of the record the statement just
+    inserted, so none of them can exist yet (an insert that checks its unique indexes
+    first costs more than a plain one).
     """
     url = "pb.url"
-    for name in CLICK_MACROS:
+    for name in (name for name in CLICK_MACROS if name in macros):
         # The function only for a value it changes: most values are plain, and each call of
         # an SQL function costs more than the rest of the row (profiled: ~0.1 ms).
         value = (
@@ -366,9 +372,10 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
             f"ELSE tracking_urlencode(c.{name}) END"
         )
         url = f"replace({url}, '{{{name}}}', {value})"
-    url = (
-        f"replace(replace({url}, '{{record_id}}', record.id::text), '{{delivery_id}}', d.id::text)"
-    )
+    if "record_id" in macros:
+        url = f"replace({url}, '{{record_id}}', record.id::text)"
+    if "delivery_id" in macros:
+        url = f"replace({url}, '{{delivery_id}}', d.id::text)"
     record_type = "event" if link == "event_record" else "conversion"
     # The ID sequence by name, resolved once here: ``pg_get_serial_sequence`` in the
     # statement looked it up in the catalog for every row (~30 µs, auto_explain).
@@ -391,7 +398,6 @@ def delivery_cte_sql(link: str, click_id: str) -> str:
          ON pb.offer_id = c.offer_id AND pb.publisher_id = c.publisher_id
     CROSS JOIN LATERAL (SELECT nextval('{sequence}'::regclass) AS id) d
     WHERE NOT c.is_test
-    ON CONFLICT DO NOTHING
     RETURNING id
 )"""  # noqa: S608 - only names and constants are interpolated
 
@@ -411,6 +417,15 @@ class DeliveryRows:
 
     def __bool__(self) -> bool:
         return bool(self.postbacks)
+
+    @property
+    def macros(self) -> frozenset[str]:
+        """The macros left for the statement to fill that any of the URLs holds."""
+        return frozenset(
+            name
+            for name in CLICK_MACROS + ROW_MACROS
+            if any(f"{{{name}}}" in url for url in self.urls)
+        )
 
     def params(self, *, now: datetime) -> dict[str, object]:
         # One JSON text rather than five arrays: psycopg's list dumpers cost ~50 µs a

@@ -623,7 +623,7 @@ def _answer(
 
 
 @functools.cache
-def _write_sql(kind: RecordKind, deliveries: bool = False) -> str:
+def _write_sql(kind: RecordKind, deliveries: frozenset[str] | None = None) -> str:
     """One statement (a data-modifying CTE, atomic by itself, one round trip) that writes
     the record and its log row: ``accepted`` linking the record when it was inserted, else
     the answer the caller computed for that case.
@@ -641,8 +641,9 @@ def _write_sql(kind: RecordKind, deliveries: bool = False) -> str:
     link = _LINKS[kind]
     # The publisher deliveries the record fires, in the same statement (tracking/deliveries.py).
     delivery = ""
-    if deliveries:
-        delivery = f", {delivery_cte_sql(link.removesuffix('_id'), '%(click_id)s::bigint')}"
+    if deliveries is not None:
+        click_id = "%(click_id)s::bigint"
+        delivery = f", {delivery_cte_sql(link.removesuffix('_id'), click_id, deliveries)}"
     if kind is not RecordKind.EVENT:
         return f"""
 WITH record AS (
@@ -713,7 +714,7 @@ def _write(
     # constraint refuse the statement.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         ((log_id, record_id, conversion_status),) = run(
-            _write_sql(decision.kind, bool(fired)), values
+            _write_sql(decision.kind, fired.macros if fired else None), values
         )
     if log_id is None:
         return conversion_status
@@ -818,7 +819,9 @@ _CAP_COLUMNS = {
 
 
 @functools.cache
-def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = False) -> str:
+def _at_once_sql(
+    kind: RecordKind, deliveries: frozenset[str] | None = None, capped: bool = False
+) -> str:
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
     columns = _CANDIDATE_COLUMNS | (_CANDIDATE_CAP_COLUMNS if capped else {})
     candidate_columns = ", ".join(f"c_{name}" for name in columns)
@@ -863,8 +866,8 @@ def _at_once_sql(kind: RecordKind, deliveries: bool = False, capped: bool = Fals
     event_link = "record.event_id" if kind is RecordKind.EVENT else "NULL::integer"
     # The publisher deliveries the record fires, in the same statement (tracking/deliveries.py).
     delivery = ""
-    if deliveries:
-        delivery = f", {delivery_cte_sql(link.removesuffix('_id'), 'record.click_id')}"
+    if deliveries is not None:
+        delivery = f", {delivery_cte_sql(link.removesuffix('_id'), 'record.click_id', deliveries)}"
     # Caps (docs/postbacks.md "Caps"; the two ways in tracking/caps.py): the predicted fact
     # is that every cap the record counts against has room in the allowance of one shard
     # (``%(shard)s``), shared out for the limit the record was decided on. ``taken`` adds
@@ -1118,7 +1121,8 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         values["shard"] = random.randrange(CapCounter.SHARDS)  # noqa: S311 - not a secret
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            (row,) = run(_at_once_sql(kind, bool(fired), bool(cap_rows)), values)
+            sql = _at_once_sql(kind, fired.macros if fired else None, bool(cap_rows))
+            (row,) = run(sql, values)
     except OperationalError as error:
         # Crossed with a status change taking the same counters and hourly totals rows
         # (tracking/caps.py ``counters_lock``): nothing was written; the ordinary path,
