@@ -667,7 +667,7 @@ class Delivery(models.Model):
                 name="delivery_due_only_when_pending",
             ),
             # Conversion and event postbacks fire once per (postback, record), whatever path
-            # approves the record and however often (ON CONFLICT DO NOTHING relies on these).
+            # approves the record and however often: these refuse a second one.
             # ``record_created_at`` is the partition key, one value per record: it narrows
             # nothing.
             models.UniqueConstraint(
