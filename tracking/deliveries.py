@@ -419,8 +419,11 @@ class DeliveryRows:
         return bool(self.postbacks)
 
     @property
-    def macros(self) -> frozenset[str]:
-        """The macros left for the statement to fill that any of the URLs holds."""
+    def macros(self) -> frozenset[str] | None:
+        """The macros left for the statement to fill that any of the URLs holds: which
+        ``delivery_cte_sql`` the statement takes (None: no rows, no delivery CTE)."""
+        if not self:
+            return None
         return frozenset(
             name
             for name in CLICK_MACROS + ROW_MACROS

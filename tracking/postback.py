@@ -714,7 +714,7 @@ def _write(
     # constraint refuse the statement.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         ((log_id, record_id, conversion_status),) = run(
-            _write_sql(decision.kind, fired.macros if fired else None), values
+            _write_sql(decision.kind, fired.macros), values
         )
     if log_id is None:
         return conversion_status
@@ -1121,7 +1121,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         values["shard"] = random.randrange(CapCounter.SHARDS)  # noqa: S311 - not a secret
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            sql = _at_once_sql(kind, fired.macros if fired else None, bool(cap_rows))
+            sql = _at_once_sql(kind, fired.macros, bool(cap_rows))
             (row,) = run(sql, values)
     except OperationalError as error:
         # Crossed with a status change taking the same counters and hourly totals rows
@@ -1130,7 +1130,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         if not is_deadlock(error):
             raise
         return _Attempt()
-    except (IntegrityError, DatabaseError) as error:
+    except DatabaseError as error:
         # A capped statement undone (see _at_once_sql): only some of the record's caps had
         # room for it, or a duplicate raced in. Nothing was written; the ordinary path
         # decides, and counts the record the exact way.
