@@ -391,6 +391,12 @@ class OfferAdmin(admin.ModelAdmin):
         self, request: HttpRequest, form: ModelForm, formset: Any, change: bool
     ) -> None:
         new_caps = [f.instance for f in formset.forms if f.instance.pk is None]
+        if formset.model is OfferCap:
+            # Caps removed are locked before they and their counters are deleted, as
+            # offers.services does: a postback making a period's counter rows meanwhile
+            # (tracking/caps.py) commits first, or then finds the cap gone.
+            removed = [f.instance.pk for f in formset.deleted_forms if f.instance.pk]
+            list(OfferCap.objects.select_for_update().filter(pk__in=removed).order_by("pk"))
         super().save_formset(request, form, formset, change)
         # A new cap's counter starts from the period's approved records (offers.caps).
         for cap in new_caps:

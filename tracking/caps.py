@@ -62,17 +62,53 @@ from tracking import rules
 from tracking.models import Click, Conversion, EventRecord, RecordStatus
 
 
-def _make(pairs: "Iterable[tuple[int, date]]") -> None:
-    # The counter rows of a period are made by its first record; a race to make them is
-    # settled by the unique constraint (the loser's insert does nothing).
+def _make(pairs: "Iterable[tuple[int, date]]") -> set[int]:
+    """Make the counter rows of these (cap ID, period start) pairs where missing, for the caps
+    that still exist, and return those caps' IDs.
+
+    A cap deleted since the caller read the definitions gets no rows: its counters' foreign
+    key (checked at commit) would fail the caller's whole transaction. On PostgreSQL the caps
+    found are locked ``FOR KEY SHARE`` to the end of the caller's transaction, so none can be
+    deleted under the rows made for it (a cap's deletion locks it ``FOR UPDATE`` first, then
+    deletes its counters: offers.services); SQLite runs one writer at a time. The counter
+    rows of a period are made by its first record; a race to make them is settled by the
+    unique constraint (the loser's insert does nothing)."""
+    pairs = sorted(set(pairs))
+    cap_ids = sorted({cap_id for cap_id, _ in pairs})
+    if not pairs:
+        return set()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            columns = [[cap_id for cap_id, _ in pairs], [start for _, start in pairs]]
+            cursor.execute(_MAKE_SQL, [cap_ids, *columns, CapCounter.SHARDS - 1])
+            return {cap_id for (cap_id,) in cursor.fetchall()}
+    found = set(OfferCap.objects.filter(pk__in=cap_ids).values_list("pk", flat=True))
     CapCounter.objects.bulk_create(
         [
             CapCounter(cap_id=cap_id, period_start=start, shard=shard)
             for cap_id, start in pairs
+            if cap_id in found
             for shard in range(CapCounter.SHARDS)
         ],
         ignore_conflicts=True,
     )
+    return found
+
+
+_MAKE_SQL = f"""
+WITH cap AS (
+    SELECT id FROM {OfferCap._meta.db_table} WHERE id = ANY(%s::integer[]) FOR KEY SHARE
+), made AS (
+    INSERT INTO {CapCounter._meta.db_table}
+        (cap_id, period_start, shard, used, allowance, balanced_for)
+    SELECT p.cap_id, p.start, s.shard, 0, 0, NULL
+    FROM unnest(%s::integer[], %s::date[]) AS p(cap_id, start)
+    JOIN cap ON cap.id = p.cap_id
+    CROSS JOIN generate_series(0, %s) AS s(shard)
+    ON CONFLICT DO NOTHING
+)
+SELECT id FROM cap
+"""  # noqa: S608 - table names only
 
 
 #: The function the one-statement path (tracking/postback.py) inserts a capped record by:
@@ -106,17 +142,21 @@ def is_taken_in_part(error: Exception) -> bool:
 _ensured: set[tuple[str, int, date]] = set()
 
 
-def counters_ensure(counters: "list[tuple[int, date]]") -> None:
+def counters_ensure(counters: "list[tuple[int, date]]") -> bool:
     """Make the counter rows of these (cap ID, period start) pairs where this process has not
-    yet: one statement on a period's first postback, none after. (Should a row be missing
-    after all, rolled back with a transaction around it, the one-statement path finds no
-    room and the ordinary path, which makes its rows every time, takes the postback.)"""
+    yet: one statement on a period's first postback, none after. False where a cap is gone
+    (deleted since this process cached the definitions): the one-statement path then leaves
+    the postback to the ordinary path, which reads the definitions as they are now. (Should a
+    row be missing after all, rolled back with a transaction around it, the one-statement
+    path finds no room and the ordinary path, which makes its rows every time, takes the
+    postback.)"""
     name = connection.settings_dict["NAME"]
     missing = sorted({pair for pair in counters if (name, *pair) not in _ensured})
     if not missing:
-        return
-    _make(missing)
-    _ensured.update((name, cap_id, start) for cap_id, start in missing)
+        return True
+    found = _make(missing)
+    _ensured.update((name, cap_id, start) for cap_id, start in missing if cap_id in found)
+    return all(cap_id in found for cap_id, _ in missing)
 
 
 def _periods(pairs: "Iterable[tuple[int, date]]") -> Q:
@@ -127,11 +167,15 @@ def _periods(pairs: "Iterable[tuple[int, date]]") -> Q:
 
 
 def _lock(pairs: "Iterable[tuple[int, date]]") -> list[CapCounter]:
-    """Every shard of these periods (made where missing), locked in (cap, shard) order."""
+    """Every shard of these periods (made where missing), locked in (cap, shard) order; none
+    of a cap deleted since the caller read it (``_make``)."""
     pairs = sorted(set(pairs))
     if not pairs:
         return []
-    _make(pairs)
+    found = _make(pairs)
+    pairs = [(cap_id, start) for cap_id, start in pairs if cap_id in found]
+    if not pairs:
+        return []
     return list(
         CapCounter.objects.select_for_update()
         .filter(_periods(pairs))
@@ -179,6 +223,8 @@ def take_slots(decision: rules.Decision, *, created_at: datetime) -> tuple[str, 
         for cap in sorted(decision.caps, key=lambda c: c.id):
             start = period_start(cap.period, day)
             shards = _lock([(cap.id, start)])
+            if not shards:
+                continue  # deleted since the definitions were read: it caps nothing now
             used = sum((shard.used for shard in shards), Decimal(0))
             if used >= cap.limit:
                 full.append(cap)
@@ -237,6 +283,8 @@ def follow_status(record: Conversion | EventRecord, *, previous: str, status: st
     locked = _lock(starts.items())
     for cap, amount in found:
         shards = [shard for shard in locked if shard.cap_id == cap.pk]
+        if not shards:
+            continue  # deleted meanwhile: nothing left to count
         used = sum((shard.used for shard in shards), Decimal(0))
         if now:
             CapCounter.objects.filter(pk=shards[0].pk).update(used=F("used") + amount)

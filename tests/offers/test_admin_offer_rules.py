@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from offers.caps import cap_usage
-from offers.models import Advertiser, Offer, OfferCap
+from offers.caps import cap_created, cap_usage
+from offers.models import Advertiser, CapCounter, Offer, OfferCap
 from tests.factories import AdvertiserFactory, ConversionFactory, OfferFactory, PostbackLogFactory
 from tests.offers.test_admin_offer import change_url, offer_form
 
@@ -108,3 +108,20 @@ def test_the_reports_outcomes_count_the_new_reasons(manager_admin):
 
     assert page.status_code == 200
     assert "ip_not_allowed" in page.content.decode()
+
+
+def test_a_cap_removed_on_the_offer_page_goes_with_its_counters(manager_admin):
+    offer = OfferFactory()
+    cap = OfferCap.objects.create(offer=offer, metric="conversions", period="day", limit=10)
+    cap_created(cap)
+    assert CapCounter.objects.filter(cap=cap).exists()
+    form = offer_form(offer.advertiser, name=offer.name)
+    form |= inline(daily={"id": str(cap.pk), "metric": "conversions", "period": "day"})
+    form |= {"caps-INITIAL_FORMS": "1", "caps-0-limit": "10", "caps-0-mode": "hard"}
+    form |= {"caps-0-offer": str(offer.pk), "caps-0-DELETE": "on"}
+
+    response = manager_admin.post(change_url(offer), form)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert not OfferCap.objects.filter(pk=cap.pk).exists()
+    assert not CapCounter.objects.filter(cap_id=cap.pk).exists()

@@ -530,3 +530,49 @@ def test_a_record_is_inserted_when_all_its_caps_took_it_and_undone_when_some_did
         else:
             cursor.execute(f"SELECT {caps.TAKEN}(%s, %s)", [taken, of])
             assert cursor.fetchone()[0] is answer
+
+
+@requires_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_cap_deleted_while_a_process_still_has_it_cached_changes_no_answer(client, monkeypatch):
+    from offers import definitions  # noqa: PLC0415
+    from offers.services import offer_caps_replace  # noqa: PLC0415
+
+    # A process that has not cached the definitions yet, nor made any counter itself.
+    monkeypatch.setattr(definitions, "_current", None)
+    monkeypatch.setattr(caps, "_ensured", set())
+    offer = OfferFactory()
+    daily = cap(offer, limit=100)
+    # The ordinary path: it caches the definitions, the cap included.
+    assert outcome(convert(client, offer=offer)) == (200, "accepted", "approved", "")
+    # An account manager removes the cap (its counters go with it) while this process
+    # still has it cached: the next postback's one statement would make counters for a cap
+    # that is gone (whose foreign key fails the commit); it is left to the ordinary path,
+    # which reads the definitions as they are now.
+    offer_caps_replace(offer=offer, caps=[])
+    assert not OfferCap.objects.filter(pk=daily.pk).exists()
+
+    answers_now = [outcome(convert(client, offer=offer)) for _ in range(3)]
+
+    assert answers_now == [(200, "accepted", "approved", "")] * 3
+    assert Conversion.objects.filter(offer=offer, status="approved").count() == 4
+    assert PostbackLog.objects.filter(reason="accepted").count() == 4
+    assert not CapCounter.objects.filter(cap_id=daily.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_written_as_its_cap_is_deleted_counts_against_the_caps_that_are_left():
+    offer = OfferFactory()
+    daily, monthly = cap(offer, limit=5), cap(offer, period="month", limit=5)
+    decision = _decision(offer, daily, monthly)
+    # The definitions were read with both caps; the daily one is deleted before the record
+    # takes its slots.
+    CapCounter.objects.filter(cap=daily).delete()
+    daily.delete()
+
+    with transaction.atomic():
+        status = caps.take_slots(decision, created_at=timezone.now())
+
+    assert status == ("approved", "", False)
+    assert offer_caps.cap_usage([monthly]) == {monthly.pk: 1}
+    assert not CapCounter.objects.filter(cap_id=daily.pk).exists()
