@@ -10,7 +10,7 @@ PORT ?= 8000
 # PostgreSQL when one answers locally and DATABASE_URL is not set, else SQLite.
 LOCAL_PG := postgres://postgres@127.0.0.1:5432/clicktrail
 
-.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports bench-retention serve bench-deliveries
+.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports bench-retention serve bench-deliveries bench-compare
 
 $(BIN)/python:
 	@[ -n "$(PYTHON)" ] && command -v $(PYTHON) >/dev/null \
@@ -65,6 +65,12 @@ migrations-check: install-dev
 # The tracking path under load (gunicorn, production settings, PostgreSQL, wrk).
 bench: install-dev
 	$(BIN)/python -m bench.postbacks $(BENCH_ARGS)
+
+# What the offer rules (BENCH_ARGS="--with rules", the default) or a publisher postback
+# ("--with publisher-postbacks") cost accepted postbacks: the rate with them against the rate
+# without, alternated run by run in one server on the make bench database.
+bench-compare: install-dev
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 
 # Reports, list totals and CSV export over 10M event records in the clicktrail_bench
 # database (created and loaded once, then reused); writes docs/benchmarks.md.
