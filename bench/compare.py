@@ -29,7 +29,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from bench import postbacks as bench
 from bench.docs import write_between_markers
@@ -58,17 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=10, help="runs of each configuration")
     parser.add_argument("--duration", type=int, default=3, help="seconds per run")
     parser.add_argument("--clicks", type=int, default=1_000_000, help="clicks in the database")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--database", default="clicktrail_bench_postbacks")
-    parser.add_argument(
-        "--db-over",
-        choices=("socket", "tcp"),
-        default="socket" if Path(bench.SOCKET).exists() else "tcp",
-    )
-    parser.add_argument("--port", type=int, default=8098)
-    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=None, help="gunicorn threads")
+    bench.add_server_arguments(parser, port=8098)
     parser.add_argument("--only", default=",".join(PATHS), help="comma-separated paths")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()

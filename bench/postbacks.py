@@ -74,16 +74,8 @@ class Result:
     flush_per_round: list[tuple[float, float]] = field(default_factory=list)
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clicks", type=int, default=1_000_000, help="clicks in the database")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="rounds of every scenario; medians are reported (the machine is noisy)",
-    )
+def add_server_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
+    """The server's and wrk's arguments, shared with ``make bench-compare``."""
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--database", default="clicktrail_bench_postbacks")
@@ -94,15 +86,28 @@ def parse_args() -> argparse.Namespace:
         help="how the server reaches PostgreSQL on this machine: its Unix socket (the "
         "default when it exists, as a one-box deployment would) or TCP on 127.0.0.1:5432",
     )
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=None, help="gunicorn threads")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=1_000_000, help="clicks in the database")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every scenario; medians are reported (the machine is noisy)",
+    )
     parser.add_argument(
         "--healthz-duration",
         type=int,
         default=5,
         help="seconds of each /healthz run (one before and after every other path)",
     )
-    parser.add_argument("--port", type=int, default=8099)
-    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=None, help="gunicorn threads")
+    add_server_arguments(parser, port=8099)
     parser.add_argument(
         "--plain-gunicorn",
         action="store_true",
