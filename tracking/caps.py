@@ -74,9 +74,9 @@ def _make(pairs: "Iterable[tuple[int, date]]") -> set[int]:
     rows of a period are made by its first record; a race to make them is settled by the
     unique constraint (the loser's insert does nothing)."""
     pairs = sorted(set(pairs))
-    cap_ids = sorted({cap_id for cap_id, _ in pairs})
     if not pairs:
         return set()
+    cap_ids = sorted({cap_id for cap_id, _ in pairs})
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             columns = [[cap_id for cap_id, _ in pairs], [start for _, start in pairs]]
