@@ -1102,12 +1102,13 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     record = _record_values(first, None, created_at=now)
     log = _log_values(request, first, None, created_at=now)
     values = _sql_values(_RECORDS[kind], record) | _sql_values(_AT_ONCE_LOG, log)
+    predicted = _predicted(request, params, first.offer_id).click
     values |= {
         "transaction_id": params.transaction_id,
         "version": defs.version,
         # The same for every candidate; the statement checks them of the click it reads.
-        "has_conversion": _predicted(request, params, first.offer_id).click.has_conversion,
-        "conversion_status": _predicted(request, params, first.offer_id).click.conversion_status,
+        "has_conversion": predicted.has_conversion,
+        "conversion_status": predicted.conversion_status,
         "adv_sub": params.adv_sub,
     }
     if fired:
