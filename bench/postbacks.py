@@ -74,11 +74,14 @@ class Result:
     flush_per_round: list[tuple[float, float]] = field(default_factory=list)
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
-    """The server's and wrk's arguments, shared with ``make bench-compare``."""
+def add_server_arguments(
+    parser: argparse.ArgumentParser, *, port: int, database: str = "clicktrail_bench_postbacks"
+) -> None:
+    """The server's and wrk's arguments, shared with ``make bench-compare`` and
+    ``make bench-retention``."""
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--database", default="clicktrail_bench_postbacks")
+    parser.add_argument("--database", default=database)
     parser.add_argument(
         "--db-over",
         choices=("socket", "tcp"),

@@ -35,13 +35,12 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from bench.docs import write_between_markers
 from bench.postbacks import (
     RESULTS,
     ROOT,
-    SOCKET,
+    add_server_arguments,
     count,
     ensure_wrk,
     prepare,
@@ -69,15 +68,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clicks", type=int, default=1_000_000, help="clicks to postback to")
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the layout comparison")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--database", default="clicktrail_bench_retention")
-    parser.add_argument(
-        "--db-over",
-        choices=("socket", "tcp"),
-        default="socket" if Path(SOCKET).exists() else "tcp",
-    )
-    parser.add_argument("--port", type=int, default=8097)
+    add_server_arguments(parser, port=8097, database="clicktrail_bench_retention")
     parser.add_argument("--batch-size", type=int, default=1000, help="prune's --batch-size")
     parser.add_argument("--pause", type=float, default=0.0, help="prune's --pause (seconds)")
     parser.add_argument(
@@ -92,7 +83,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--skip-layouts", action="store_true", help="skip step 1")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     # The server as make bench starts it by default (bench/postbacks.py start_server).
-    parser.set_defaults(workers=None, threads=None, plain_gunicorn=False)
+    parser.set_defaults(plain_gunicorn=False)
     return parser.parse_args()
 
 
