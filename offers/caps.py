@@ -51,7 +51,10 @@ def period_bounds(period: str, day: date) -> tuple[datetime | None, datetime | N
 
 
 def local_day(at: datetime) -> date:
-    return timezone.localtime(at).date()
+    """The day ``at`` falls on in TIME_ZONE (the zone periods follow, whatever zone a request
+    may have activated; read without the active-zone lookup, which the postback path pays
+    for on every capped postback)."""
+    return timezone.localtime(at, timezone.get_default_timezone()).date()
 
 
 def cap_usage(

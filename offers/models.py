@@ -421,7 +421,11 @@ class CapCounter(models.Model):
     SHARDS = CAP_COUNTER_SHARDS
 
     id = models.BigAutoField(primary_key=True)
-    cap = models.ForeignKey(OfferCap, on_delete=models.CASCADE, related_name="counters")
+    # No index of its own: ``capcounter_one_per_shard`` starts with the cap. (Every index of
+    # the table is opened by each postback that takes a slot: session 21, docs/benchmarks.md.)
+    cap = models.ForeignKey(
+        OfferCap, on_delete=models.CASCADE, related_name="counters", db_index=False
+    )
     # The first day of the period in TIME_ZONE (a Monday for weeks, the 1st for months);
     # 1970-01-01 for a total.
     period_start = models.DateField()

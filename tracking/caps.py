@@ -51,7 +51,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import ROUND_DOWN, Decimal
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -142,7 +142,7 @@ def is_taken_in_part(error: Exception) -> bool:
 _ensured: set[tuple[str, int, date]] = set()
 
 
-def counters_ensure(counters: "list[tuple[int, date]]") -> bool:
+def counters_ensure(counters: "Iterable[tuple[int, date]]") -> bool:
     """Make the counter rows of these (cap ID, period start) pairs where this process has not
     yet: one statement on a period's first postback, none after. False where a cap is gone
     (deleted since this process cached the definitions): the one-statement path then leaves
@@ -150,7 +150,9 @@ def counters_ensure(counters: "list[tuple[int, date]]") -> bool:
     row be missing after all, rolled back with a transaction around it, the one-statement
     path finds no room and the ordinary path, which makes its rows every time, takes the
     postback.)"""
-    name = connection.settings_dict["NAME"]
+    # The default database's settings, read from the handler: ``connection.settings_dict``
+    # is the same dict behind a thread-local lookup.
+    name = connections.settings[DEFAULT_DB_ALIAS]["NAME"]
     missing = sorted({pair for pair in counters if (name, *pair) not in _ensured})
     if not missing:
         return True

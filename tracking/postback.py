@@ -29,12 +29,14 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from decimal import Decimal
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from offers.caps import local_day, period_start
 from offers.definitions import (
+    CapDefinition,
     Definitions,
     cached_definitions,
     current_version,
@@ -800,12 +802,12 @@ _CANDIDATE_COLUMNS = {
 }
 
 
-# A capped statement's candidates also say how many caps each counts against (``_cap_rows``):
+# A capped statement's candidates also say how many caps each counts against (``_caps_param``):
 # those of the whole offer, and those of each publisher (a publisher ID per cap).
 _CANDIDATE_CAP_COLUMNS = {"caps": "integer", "publisher_caps": "integer[]"}
 
 
-# The caps' columns (``_cap_rows``): for each candidate offer, each cap its record counts
+# The caps' columns (``_caps_param``): for each candidate offer, each cap its record counts
 # against (a publisher's cap only for that publisher's clicks), the first day of the cap's
 # period, its limit and what the record adds to it.
 _CAP_COLUMNS = {
@@ -1047,27 +1049,47 @@ def _candidate_row(decision: Decision, capped: bool) -> dict:
     return row
 
 
-def _cap_rows(candidates: list[Decision], now: datetime) -> list[dict]:
-    """The candidates' caps (``_CAP_COLUMNS``), for the record made ``now``; money as text,
-    exact (``k_start`` a date: JSON text once encoded)."""
+def _caps_param(candidates: list[Decision], now: datetime) -> "_CapsParam | None":
+    """The candidates' caps for the record made ``now`` (``_CAP_COLUMNS``, as the statement's
+    JSON text), and the (cap ID, period start) counters they take slots in; None where no
+    candidate has caps.
+
+    Built once per day, caps and amounts (``_caps_param_for``): a capped offer's postbacks
+    mostly add the same amounts, and building the rows and their JSON cost each one more than
+    looking them up."""
     if not any(decision.caps for decision in candidates):
-        return []  # most offers: no day to work out
-    day = local_day(now)
+        return None  # most offers: no day to work out
+    offers = tuple(
+        (d.offer_id, d.caps, tuple(rules.cap_amount(cap, d) for cap in d.caps)) for d in candidates
+    )
+    return _caps_param_for(local_day(now), offers)
+
+
+_CapsParam = tuple[str, tuple[tuple[int, date], ...]]
+
+
+@functools.lru_cache(maxsize=512)
+def _caps_param_for(
+    day: date, candidates: tuple[tuple[int, tuple[CapDefinition, ...], tuple[Decimal, ...]], ...]
+) -> _CapsParam:
+    """``_caps_param`` for (offer ID, caps, what the record adds to each) candidates on
+    ``day``: money as text, exact."""
     rows = []
-    for decision in candidates:
+    for offer_id, offer_caps, amounts in candidates:
         # In cap order: the statement locks their counters in the order of these rows.
-        for cap in sorted(decision.caps, key=lambda cap: cap.id):
+        for cap, amount in sorted(zip(offer_caps, amounts, strict=True), key=lambda p: p[0].id):
             rows.append(
                 {
-                    "k_offer_id": decision.offer_id,
+                    "k_offer_id": offer_id,
                     "k_cap_id": cap.id,
                     "k_publisher_id": cap.publisher_id,
-                    "k_start": period_start(cap.period, day),
+                    "k_start": period_start(cap.period, day).isoformat(),
                     "k_limit": str(cap.limit),
-                    "k_amount": str(rules.cap_amount(cap, decision)),
+                    "k_amount": str(amount),
                 }
             )
-    return rows
+    counters = tuple((row["k_cap_id"], date.fromisoformat(row["k_start"])) for row in rows)
+    return json.dumps(rows), counters
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -1113,18 +1135,19 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
     }
     if fired:
         values |= fired.params(now=now)
-    cap_rows = _cap_rows(candidates, now)
-    values["candidates"] = json.dumps([_candidate_row(c, bool(cap_rows)) for c in candidates])
-    if cap_rows:
+    capped = _caps_param(candidates, now)
+    values["candidates"] = json.dumps([_candidate_row(c, capped is not None) for c in candidates])
+    if capped is not None:
+        caps_json, counters = capped
         # The statement takes slots in existing counters only (tracking/caps.py); a cap
         # deleted since the definitions were cached leaves the postback to the ordinary path.
-        if not caps.counters_ensure([(row["k_cap_id"], row["k_start"]) for row in cap_rows]):
+        if not caps.counters_ensure(counters):
             return _Attempt()
-        values["caps"] = json.dumps(cap_rows, default=date.isoformat)
+        values["caps"] = caps_json
         values["shard"] = random.randrange(CapCounter.SHARDS)  # noqa: S311 - not a secret
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            sql = _at_once_sql(kind, fired.macros, bool(cap_rows))
+            sql = _at_once_sql(kind, fired.macros, capped is not None)
             (row,) = run(sql, values)
     except OperationalError as error:
         # Crossed with a status change taking the same counters and hourly totals rows
@@ -1137,7 +1160,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         # A capped statement undone (see _at_once_sql): only some of the record's caps had
         # room for it, or a duplicate raced in. Nothing was written; the ordinary path
         # decides, and counts the record the exact way.
-        if not (cap_rows and (isinstance(error, IntegrityError) or caps.is_taken_in_part(error))):
+        if not (capped and (isinstance(error, IntegrityError) or caps.is_taken_in_part(error))):
             raise
         return _Attempt()
     version, click_id, *click, record_id, log_id = row
