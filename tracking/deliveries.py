@@ -21,10 +21,11 @@ SPEC "Publisher postbacks (outbound)". The pieces, by name:
 import functools
 import json
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -32,7 +33,7 @@ from django.utils import timezone
 
 from offers.definitions import PostbackDefinition
 from offers.models import Offer, PublisherPostback
-from offers.outbound_urls import ROW_MACROS, fill_url, mask_url
+from offers.outbound_urls import ROW_MACROS, fill_url, macros_in, mask_url
 from tracking.models import (
     Click,
     Conversion,
@@ -135,22 +136,30 @@ class RecordFacts:
     click: dict[str, str] | None = None  # aff_sub … aff_sub5, source
 
 
-def record_macros(facts: RecordFacts) -> dict[str, object]:
-    values: dict[str, object] = {
-        "transaction_id": facts.transaction_id,
-        "offer_id": facts.offer_id,
-        "offer_name": facts.offer_name,
-        "aff_id": facts.publisher_id,
-        "type": facts.record_type,
-        "event_id": facts.event_id,
-        "event_name": facts.event_name,
-        "payout": f"{facts.payout:.2f}",
-        "currency": facts.currency,
-        "status": facts.status,
-        "status_reason": facts.status_reason,
-        "timestamp": int(facts.created_at.timestamp()),
-        "record_id": facts.record_id,
-    }
+#: How each macro of a record is read from its facts (the click's own macros are
+#: ``facts.click``; ``delivery_id`` is the delivery row's).
+_FROM_FACTS: dict[str, Callable[[RecordFacts], object]] = {
+    "transaction_id": attrgetter("transaction_id"),
+    "offer_id": attrgetter("offer_id"),
+    "offer_name": attrgetter("offer_name"),
+    "aff_id": attrgetter("publisher_id"),
+    "type": attrgetter("record_type"),
+    "event_id": attrgetter("event_id"),
+    "event_name": attrgetter("event_name"),
+    "payout": lambda facts: f"{facts.payout:.2f}",
+    "currency": attrgetter("currency"),
+    "status": attrgetter("status"),
+    "status_reason": attrgetter("status_reason"),
+    "timestamp": lambda facts: int(facts.created_at.timestamp()),
+    "record_id": attrgetter("record_id"),
+}
+
+
+def record_macros(facts: RecordFacts, names: Iterable[str] | None = None) -> dict[str, object]:
+    """The record's macro values: all of them, or those of ``names`` (the macros a URL
+    holds: the one-statement path fills a URL per accepted record)."""
+    read = _FROM_FACTS if names is None else {n: _FROM_FACTS[n] for n in names if n in _FROM_FACTS}
+    values = {name: value_of(facts) for name, value_of in read.items()}
     values.update(facts.click or {})
     return values
 
@@ -414,6 +423,8 @@ class DeliveryRows:
     postbacks: list[int]
     triggers: list[str]
     urls: list[str]
+    #: The macros left in the URLs for the statement to fill (the click's and the rows').
+    left: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.postbacks)
@@ -424,11 +435,7 @@ class DeliveryRows:
         ``delivery_cte_sql`` the statement takes (None: no rows, no delivery CTE)."""
         if not self:
             return None
-        return frozenset(
-            name
-            for name in CLICK_MACROS + ROW_MACROS
-            if any(f"{{{name}}}" in url for url in self.urls)
-        )
+        return frozenset(self.left)
 
     def params(self, *, now: datetime) -> dict[str, object]:
         # One JSON text rather than five arrays: psycopg's list dumpers cost ~50 µs a
@@ -457,13 +464,16 @@ def delivery_rows(
     for winners, facts in fired:
         if not winners or facts is None:
             continue
-        base = record_macros(facts)
         for publisher_id, postback in sorted(winners.items()):
+            names = macros_in(postback.url)
+            values = record_macros(facts, names)
+            values["aff_id"] = publisher_id
             rows.offers.append(facts.offer_id)
             rows.publishers.append(publisher_id)
             rows.postbacks.append(postback.id)
             rows.triggers.append(postback.trigger)
-            rows.urls.append(fill_url(postback.url, base | {"aff_id": publisher_id}, keep=keep))
+            rows.urls.append(fill_url(postback.url, values, keep=keep))
+            rows.left.update(names.intersection(keep))
     return rows
 
 
