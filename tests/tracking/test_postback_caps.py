@@ -4,6 +4,7 @@ status, counters follow status changes, and with one slot left exactly one of 50
 simultaneous conversions on two gunicorn servers is approved."""
 
 import functools
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -24,7 +25,7 @@ from tests.factories import (
 )
 from tests.markers import requires_postgresql
 from tests.servers import answers, fire_at_once
-from tracking import caps
+from tracking import caps, postback
 from tracking.models import Conversion, EventRecord, PostbackLog
 from tracking.status import record_status_change
 
@@ -515,6 +516,49 @@ def test_a_record_one_of_whose_caps_has_no_room_in_its_shard_counts_the_exact_wa
     assert offer_caps.cap_usage([daily, monthly]) == {daily.pk: 2, monthly.pk: 2}
     assert sum(c.allowance for c in _counters(monthly)) <= 100
     assert PostbackLog.objects.filter(reason="accepted").count() == 2
+
+
+@requires_postgresql
+def test_the_one_statement_path_adds_each_records_own_amount(client):
+    # The caps' rows are built once per day, caps and amounts (tracking/postback.py
+    # ``_caps_param``): events of different amounts each add their own.
+    offer = OfferFactory(payout_value=Decimal("1.00"))
+    event = EventFactory(
+        offer=offer, payout_type="CPS", payout_value=Decimal("10"), allow_multiple=True
+    )
+    payout = cap(offer, metric="payout", limit=Decimal("1000.00"), mode="soft")
+    click = ClickFactory(offer=offer)
+    convert(client, click)  # caches the definitions and makes the day's counters
+
+    for amount in ("20.00", "30.00", "20.00"):
+        with CaptureQueriesContext(connection) as captured:
+            body = convert(client, click, event_id=str(event.pk), amount=amount).json()
+        writes = [q["sql"] for q in captured.captured_queries if "WITH the_click" in q["sql"]]
+        assert len(writes) == 1 and "offers_capcounter" in writes[0]  # in one statement
+        assert body["record_status"] == "approved"
+
+    # 1.00 for the conversion, then 10 % of each amount.
+    assert offer_caps.cap_usage([payout]) == {payout.pk: Decimal("8.00")}
+
+
+def test_the_caps_rows_follow_the_day_in_time_zone(settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    offer = OfferFactory()
+    daily = cap(offer, period="day", limit=5)
+    decision = _decision(offer, daily)
+    evening = timezone.make_aware(datetime(2026, 12, 7, 23, 30))  # Monday in Berlin
+    after_midnight = evening + timedelta(hours=1)  # Tuesday in Berlin, Monday in UTC
+
+    starts = [
+        [(k["k_cap_id"], k["k_start"]) for k in json.loads(postback._caps_param([decision], at)[0])]
+        for at in (evening, after_midnight, evening)
+    ]
+
+    assert starts == [
+        [(daily.pk, "2026-12-07")],
+        [(daily.pk, "2026-12-08")],
+        [(daily.pk, "2026-12-07")],
+    ]
 
 
 @requires_postgresql
