@@ -208,16 +208,18 @@ def set_rules(offers: list, advertiser: object, *, on: bool) -> None:  # noqa: A
     print(f"offer rules: {'two caps per offer and an allow-list' if on else 'none'}", flush=True)
 
 
-def prepare(clicks: int, converted: int = CONVERTED, *, rules: bool = False) -> dict[str, object]:
-    """Definitions, ``clicks`` clicks (COPY), and at least ``converted`` converted clicks
-    without an event record."""
+def prepare(
+    clicks: int, converted: int = CONVERTED, *, rules: bool = False, fresh: int = 0
+) -> dict[str, object]:
+    """Definitions, ``clicks`` clicks (COPY), at least ``converted`` converted clicks without
+    an event record, and at least ``fresh`` clicks without a conversion (more clicks are
+    loaded where runs have used them up)."""
     from decimal import Decimal
 
     from django.db import connection
 
     from offers.models import Advertiser, Event, Offer, Publisher
     from offers.services import advertiser_create, event_create
-    from tracking.services import generate_transaction_id
 
     advertiser = Advertiser.objects.filter(name="Bench advertiser").first()
     if advertiser is None:
@@ -269,35 +271,7 @@ def prepare(clicks: int, converted: int = CONVERTED, *, rules: bool = False) -> 
         cursor.execute("SELECT count(*) FROM tracking_click")
         have = cursor.fetchone()[0]
         if have < clicks:
-            missing = clicks - have
-            print(f"Loading {missing:,} clicks with COPY …", flush=True)
-            started = time.monotonic()
-            columns = (
-                "transaction_id, offer_id, publisher_id, aff_sub, aff_sub2, aff_sub3, "
-                "aff_sub4, aff_sub5, source, user_agent, referrer, is_test, created_at"
-            )
-            with cursor.cursor.copy(f"COPY tracking_click ({columns}) FROM STDIN") as copy:
-                for n in range(missing):
-                    copy.write_row(
-                        (
-                            generate_transaction_id(),
-                            offer.pk,
-                            publisher.pk,
-                            "bench",
-                            "",
-                            "",
-                            "",
-                            "",
-                            "",
-                            "wrk",
-                            "",
-                            False,
-                            "2026-01-01T00:00:00Z",
-                        )
-                    )
-                    if n and n % 250_000 == 0:
-                        print(f"  {n:,}", flush=True)
-            print(f"  done in {time.monotonic() - started:.0f}s", flush=True)
+            _load_clicks(cursor, clicks - have, offer=offer, publisher=publisher)
         # Converted clicks for the event and duplicate runs. Small statements: each
         # conversion also updates its hourly-totals row (a trigger), and many updates of
         # one row inside one statement make an ever longer version chain.
@@ -324,6 +298,16 @@ def prepare(clicks: int, converted: int = CONVERTED, *, rules: bool = False) -> 
                 [min(missing, 2_000)],
             )
             missing -= 2_000
+        # Unconverted clicks for the conversion runs: each accepted conversion uses one up
+        # for good, so a database that earlier runs have used gets more. (Without them a run
+        # would send duplicates, measure 409s and still find one row per answer.)
+        cursor.execute(
+            "SELECT count(*) FROM tracking_click c "
+            "WHERE NOT EXISTS (SELECT 1 FROM tracking_conversion v WHERE v.click_id = c.id)"
+        )
+        unconverted = cursor.fetchone()[0]
+        if unconverted < fresh:
+            _load_clicks(cursor, fresh - unconverted, offer=offer, publisher=publisher)
         # Every run starts from the same state: earlier runs' dead row versions (the hourly
         # totals' rows are updated once per accepted record) vacuumed, statistics fresh,
         # and the pages this setup wrote (1M clicks are ~240 MB of table and indexes) flushed, so
@@ -331,6 +315,40 @@ def prepare(clicks: int, converted: int = CONVERTED, *, rules: bool = False) -> 
         cursor.execute("VACUUM ANALYZE")
         cursor.execute("CHECKPOINT")
     return {"advertiser": advertiser, "publisher": publisher, "offer": offer, "purchase": purchase}
+
+
+def _load_clicks(cursor, count: int, *, offer: object, publisher: object) -> None:  # noqa: ANN001
+    """``count`` new clicks of the bench offer and publisher, with COPY."""
+    from tracking.services import generate_transaction_id
+
+    print(f"Loading {count:,} clicks with COPY …", flush=True)
+    started = time.monotonic()
+    columns = (
+        "transaction_id, offer_id, publisher_id, aff_sub, aff_sub2, aff_sub3, "
+        "aff_sub4, aff_sub5, source, user_agent, referrer, is_test, created_at"
+    )
+    with cursor.cursor.copy(f"COPY tracking_click ({columns}) FROM STDIN") as copy:
+        for n in range(count):
+            copy.write_row(
+                (
+                    generate_transaction_id(),
+                    offer.pk,
+                    publisher.pk,
+                    "bench",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "wrk",
+                    "",
+                    False,
+                    "2026-01-01T00:00:00Z",
+                )
+            )
+            if n and n % 250_000 == 0:
+                print(f"  {n:,}", flush=True)
+    print(f"  done in {time.monotonic() - started:.0f}s", flush=True)
 
 
 def settle() -> None:
@@ -660,6 +678,12 @@ def measure(wrk: str, args: argparse.Namespace, name: str, paths: Path, check: s
         expected = measured["statuses"]["200"] + measured["statuses"]["3xx"]
         ok &= 0 <= created - expected <= in_flight
         notes.append(f"{created} rows for {expected} answers")
+        # A path measured as accepted answers nothing else (a used-up pool of clicks would
+        # measure duplicates' 409s and still find one row per answer).
+        others = sum(v for k, v in measured["statuses"].items() if k not in ("200", "3xx"))
+        if others:
+            ok = False
+            notes.append(f"{others} answers neither 200 nor a redirect")
     if name not in ("healthz", "click"):
         logged = count("tracking_postbacklog") - logs_before
         total = sum(v for k, v in measured["statuses"].items() if k != "errors")
@@ -695,7 +719,12 @@ def main() -> None:
     # Converted clicks for every event form, but never more than half the clicks: the
     # conversion forms need unconverted ones.
     needed = max(CONVERTED, size * args.rounds * (len(EVENT_FORMS) + len(STATUS_FORMS)))
-    defs = prepare(args.clicks, converted=min(needed, args.clicks // 2), rules=args.rules)
+    defs = prepare(
+        args.clicks,
+        converted=min(needed, args.clicks // 2),
+        rules=args.rules,
+        fresh=size * args.rounds * len(CONVERSION_FORMS),
+    )
     publisher_postbacks(defs, enabled=args.publisher_postbacks)
     runs = scenarios(defs, size=size, rounds=args.rounds)
     if args.only:

@@ -353,7 +353,7 @@ def offer_postbacks(offer_id: int) -> tuple[PostbackDefinition, ...]:
 
 
 @functools.cache
-def delivery_cte_sql(link: str, click_id: str, macros: frozenset[str]) -> str:
+def delivery_cte_sql(link: str, click_id: str, shape: "DeliveryShape") -> str:
     """A CTE (``delivery AS (…)``) that writes the deliveries of the record the statement's
     ``record`` CTE inserted (returning its ``id`` and ``created_at``, the partition key),
     for its click ``click_id`` (an SQL expression).
@@ -364,14 +364,18 @@ def delivery_cte_sql(link: str, click_id: str, macros: frozenset[str]) -> str:
     the click's macros (URL-encoded by ``tracking_urlencode``, migration
     tracking/0008), the record's ID and the delivery's own ID, and inserts nothing for a
     test click or when no record was inserted. Values filled by Python are encoded, so
-    they hold no braces for a later ``replace`` to find. Only the ``macros`` that the rows'
-    URLs hold are filled (``DeliveryRows.macros``; a statement per set of them): a
-    ``replace`` for a macro a URL does not hold would change nothing, and costs.
+    they hold no braces for a later ``replace`` to find. Only the macros that the rows'
+    URLs hold are filled (``DeliveryShape.macros``; a statement per set of them): a
+    ``replace`` for a macro a URL does not hold would change nothing, and costs. One row
+    (the common case: one publisher's postback fires) travels as five plain parameters, any
+    other number as one JSON text: reading the JSON cost the statement ~12 µs more
+    (docs/benchmarks.md, session 21).
 
     No ``ON CONFLICT``: the deliveries are those of the record the statement just
     inserted, so none of them can exist yet (an insert that checks its unique indexes
     first costs more than a plain one).
     """
+    macros = shape.macros
     url = "pb.url"
     for name in (name for name in CLICK_MACROS if name in macros):
         # The function only for a value it changes: most values are plain, and each call of
@@ -386,12 +390,7 @@ def delivery_cte_sql(link: str, click_id: str, macros: frozenset[str]) -> str:
     if "delivery_id" in macros:
         url = f"replace({url}, '{{delivery_id}}', d.id::text)"
     record_type = "event" if link == "event_record" else "conversion"
-    # The ID sequence by name, resolved once here: ``pg_get_serial_sequence`` in the
-    # statement looked it up in the catalog for every row (~30 µs, auto_explain).
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence('tracking_delivery', 'id')")
-        ((sequence,),) = cursor.fetchall()
-    sequence = sequence.replace("'", "''")
+    sequence = _id_sequence().replace("'", "''")
     return f"""delivery AS (
     INSERT INTO tracking_delivery (id, postback_id, publisher_id, offer_id, trigger,
         record_type, {link}_id, transaction_id, url, outcome, attempt_count,
@@ -401,14 +400,40 @@ def delivery_cte_sql(link: str, click_id: str, macros: frozenset[str]) -> str:
         record.created_at
     FROM record
     JOIN tracking_click c ON c.id = {click_id}
-    JOIN json_to_recordset(%(deliveries)s::json)
-         AS pb(offer_id integer, publisher_id integer, postback_id integer, trigger text,
-               url text)
+    JOIN {_ONE_ROW if shape.one_row else _ROWS}
          ON pb.offer_id = c.offer_id AND pb.publisher_id = c.publisher_id
     CROSS JOIN LATERAL (SELECT nextval('{sequence}'::regclass) AS id) d
     WHERE NOT c.is_test
     RETURNING id
 )"""  # noqa: S608 - only names and constants are interpolated
+
+
+@functools.cache
+def _id_sequence() -> str:
+    """The deliveries' ID sequence by name, resolved once per process: ``pg_get_serial_sequence``
+    in the statement looked it up in the catalog for every row (~30 µs, auto_explain)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence('tracking_delivery', 'id')")
+        ((sequence,),) = cursor.fetchall()
+    return sequence
+
+
+_ROWS = """json_to_recordset(%(deliveries)s::json)
+         AS pb(offer_id integer, publisher_id integer, postback_id integer, trigger text,
+               url text)"""
+_ONE_ROW = """(SELECT %(delivery_offer_id)s::integer AS offer_id,
+                 %(delivery_publisher_id)s::integer AS publisher_id,
+                 %(delivery_postback_id)s::integer AS postback_id,
+                 %(delivery_trigger)s::text AS trigger, %(delivery_url)s::text AS url) AS pb"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryShape:
+    """What ``delivery_cte_sql`` is written for (a statement per shape): the macros the URLs
+    leave to the statement, and whether there is one row."""
+
+    macros: frozenset[str]
+    one_row: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,14 +455,22 @@ class DeliveryRows:
         return bool(self.postbacks)
 
     @property
-    def macros(self) -> frozenset[str] | None:
-        """The macros left for the statement to fill that any of the URLs holds: which
-        ``delivery_cte_sql`` the statement takes (None: no rows, no delivery CTE)."""
+    def shape(self) -> DeliveryShape | None:
+        """Which ``delivery_cte_sql`` the statement takes (None: no rows, no delivery CTE)."""
         if not self:
             return None
-        return frozenset(self.left)
+        return DeliveryShape(frozenset(self.left), len(self.postbacks) == 1)
 
     def params(self, *, now: datetime) -> dict[str, object]:
+        if len(self.postbacks) == 1:
+            return {
+                "delivery_offer_id": self.offers[0],
+                "delivery_publisher_id": self.publishers[0],
+                "delivery_postback_id": self.postbacks[0],
+                "delivery_trigger": self.triggers[0],
+                "delivery_url": self.urls[0],
+                "delivery_at": now,
+            }
         # One JSON text rather than five arrays: psycopg's list dumpers cost ~50 µs a
         # postback (cProfile), the JSON encoder a few.
         rows = zip(

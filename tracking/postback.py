@@ -48,6 +48,7 @@ from offers.tokens import mask_token
 from tracking import caps, rules
 from tracking.deliveries import (
     DeliveryRows,
+    DeliveryShape,
     RecordFacts,
     deliveries_write,
     delivery_cte_sql,
@@ -625,7 +626,7 @@ def _answer(
 
 
 @functools.cache
-def _write_sql(kind: RecordKind, deliveries: frozenset[str] | None = None) -> str:
+def _write_sql(kind: RecordKind, deliveries: DeliveryShape | None = None) -> str:
     """One statement (a data-modifying CTE, atomic by itself, one round trip) that writes
     the record and its log row: ``accepted`` linking the record when it was inserted, else
     the answer the caller computed for that case.
@@ -716,7 +717,7 @@ def _write(
     # constraint refuse the statement.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         ((log_id, record_id, conversion_status),) = run(
-            _write_sql(decision.kind, fired.macros), values
+            _write_sql(decision.kind, fired.shape), values
         )
     if log_id is None:
         return conversion_status
@@ -822,7 +823,7 @@ _CAP_COLUMNS = {
 
 @functools.cache
 def _at_once_sql(
-    kind: RecordKind, deliveries: frozenset[str] | None = None, capped: bool = False
+    kind: RecordKind, deliveries: DeliveryShape | None = None, capped: bool = False
 ) -> str:
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
     columns = _CANDIDATE_COLUMNS | (_CANDIDATE_CAP_COLUMNS if capped else {})
@@ -1147,7 +1148,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         values["shard"] = random.randrange(CapCounter.SHARDS)  # noqa: S311 - not a secret
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            sql = _at_once_sql(kind, fired.macros, capped is not None)
+            sql = _at_once_sql(kind, fired.shape, capped is not None)
             (row,) = run(sql, values)
     except OperationalError as error:
         # Crossed with a status change taking the same counters and hourly totals rows
