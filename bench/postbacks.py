@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -271,7 +272,7 @@ def prepare(
         cursor.execute("SELECT count(*) FROM tracking_click")
         have = cursor.fetchone()[0]
         if have < clicks:
-            _load_clicks(cursor, clicks - have, offer=offer, publisher=publisher)
+            load_clicks(clicks - have, offer_id=offer.pk, publisher_id=publisher.pk)
         # Converted clicks for the event and duplicate runs. Small statements: each
         # conversion also updates its hourly-totals row (a trigger), and many updates of
         # one row inside one statement make an ever longer version chain.
@@ -307,7 +308,7 @@ def prepare(
         )
         unconverted = cursor.fetchone()[0]
         if unconverted < fresh:
-            _load_clicks(cursor, fresh - unconverted, offer=offer, publisher=publisher)
+            load_clicks(fresh - unconverted, offer_id=offer.pk, publisher_id=publisher.pk)
         # Every run starts from the same state: earlier runs' dead row versions (the hourly
         # totals' rows are updated once per accepted record) vacuumed, statistics fresh,
         # and the pages this setup wrote (1M clicks are ~240 MB of table and indexes) flushed, so
@@ -317,8 +318,18 @@ def prepare(
     return {"advertiser": advertiser, "publisher": publisher, "offer": offer, "purchase": purchase}
 
 
-def _load_clicks(cursor, count: int, *, offer: object, publisher: object) -> None:  # noqa: ANN001
-    """``count`` new clicks of the bench offer and publisher, with COPY."""
+def load_clicks(
+    count: int,
+    *,
+    offer_id: int,
+    publisher_id: int,
+    aff_sub: str = "bench",
+    created_at: Callable[[int], object] = lambda n: "2026-01-01T00:00:00Z",
+) -> None:
+    """``count`` new clicks of the offer and publisher, with COPY; the ``n``-th made at
+    ``created_at(n)``."""
+    from django.db import connection
+
     from tracking.services import generate_transaction_id
 
     print(f"Loading {count:,} clicks with COPY …", flush=True)
@@ -327,14 +338,17 @@ def _load_clicks(cursor, count: int, *, offer: object, publisher: object) -> Non
         "transaction_id, offer_id, publisher_id, aff_sub, aff_sub2, aff_sub3, "
         "aff_sub4, aff_sub5, source, user_agent, referrer, is_test, created_at"
     )
-    with cursor.cursor.copy(f"COPY tracking_click ({columns}) FROM STDIN") as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY tracking_click ({columns}) FROM STDIN") as copy,
+    ):
         for n in range(count):
             copy.write_row(
                 (
                     generate_transaction_id(),
-                    offer.pk,
-                    publisher.pk,
-                    "bench",
+                    offer_id,
+                    publisher_id,
+                    aff_sub,
                     "",
                     "",
                     "",
@@ -343,7 +357,7 @@ def _load_clicks(cursor, count: int, *, offer: object, publisher: object) -> Non
                     "wrk",
                     "",
                     False,
-                    "2026-01-01T00:00:00Z",
+                    created_at(n),
                 )
             )
             if n and n % 250_000 == 0:

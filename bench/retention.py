@@ -43,6 +43,7 @@ from bench.postbacks import (
     add_server_arguments,
     count,
     ensure_wrk,
+    load_clicks,
     prepare,
     run_wrk,
     scenarios,
@@ -240,38 +241,14 @@ def load_log(rows: int, now: datetime) -> list[str]:
 
 
 def load_old_clicks(count_: int, at: datetime, offer_id: int, publisher_id: int) -> None:
-    from django.db import connection
-
-    from tracking.services import generate_transaction_id
-
-    started = time.monotonic()
-    columns = (
-        "transaction_id, offer_id, publisher_id, aff_sub, aff_sub2, aff_sub3, aff_sub4, "
-        "aff_sub5, source, user_agent, referrer, is_test, created_at"
+    """``count_`` clicks spread over the day that starts at ``at``."""
+    load_clicks(
+        count_,
+        offer_id=offer_id,
+        publisher_id=publisher_id,
+        aff_sub="old",
+        created_at=lambda n: at + timedelta(seconds=n % 86_400),
     )
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY tracking_click ({columns}) FROM STDIN") as copy,
-    ):
-        for n in range(count_):
-            copy.write_row(
-                (
-                    generate_transaction_id(),
-                    offer_id,
-                    publisher_id,
-                    "old",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "wrk",
-                    "",
-                    False,
-                    at + timedelta(seconds=n % 86_400),
-                )
-            )
-    print(f"Loaded {count_:,} old clicks in {time.monotonic() - started:.0f} s", flush=True)
 
 
 def drop_timed(name: str) -> tuple[float, float]:
