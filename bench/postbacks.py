@@ -719,7 +719,7 @@ def report_run(round_: int, name: str, result: dict) -> None:
         f"{result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "
         f"{result['statuses']}  {'; '.join(result['notes'])}"
         f"{'  disk flush before: ' + str(result['flush']) if 'flush' in result else ''}"
-        f"{'' if result['ok'] else '  ✗ ROWS DO NOT MATCH ANSWERS'}",
+        f"{'' if result['ok'] else '  ✗ CHECK FAILED'}",
         flush=True,
     )
 
