@@ -1075,22 +1075,23 @@ def _caps_param_for(
 ) -> _CapsParam:
     """``_caps_param`` for (offer ID, caps, what the record adds to each) candidates on
     ``day``: money as text, exact."""
-    rows = []
+    rows, counters = [], []
     for offer_id, offer_caps, amounts in candidates:
         # In cap order: the statement locks their counters in the order of these rows.
         for cap, amount in sorted(zip(offer_caps, amounts, strict=True), key=lambda p: p[0].id):
+            start = period_start(cap.period, day)
+            counters.append((cap.id, start))
             rows.append(
                 {
                     "k_offer_id": offer_id,
                     "k_cap_id": cap.id,
                     "k_publisher_id": cap.publisher_id,
-                    "k_start": period_start(cap.period, day).isoformat(),
+                    "k_start": start.isoformat(),
                     "k_limit": str(cap.limit),
                     "k_amount": str(amount),
                 }
             )
-    counters = tuple((row["k_cap_id"], date.fromisoformat(row["k_start"])) for row in rows)
-    return json.dumps(rows), counters
+    return json.dumps(rows), tuple(counters)
 
 
 def _iso(moment: datetime | None) -> str | None:
