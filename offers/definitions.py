@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from offers.allow_list import EMPTY, AllowList
@@ -122,6 +122,9 @@ class OfferEvents:
 
     by_id: dict[int, EventDefinition]
     by_name: dict[str, EventDefinition]
+    #: Whether any of them waits for its conversion (docs/postbacks.md "Early events"): an
+    #: accepted conversion then judges its click's kept events.
+    any_waits: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,7 @@ class Definitions:
         found = self._events[offer_id] = OfferEvents(
             by_id={event.id: event for event in events},
             by_name={event.name: event for event in events},
+            any_waits=any(event.wait_for_conversion_minutes > 0 for event in events),
         )
         self._event_offers.update((event.id, offer_id) for event in events)
         return found
@@ -500,7 +504,7 @@ def definitions(*, version: int | None) -> Definitions:
     global _current
     if version is None:
         return Definitions(None)
-    key = (connection.settings_dict["NAME"], version)
+    key = (database_name(), version)
     current = _current
     if current is None or current.key != key:
         current = _current = Definitions(key)
@@ -512,7 +516,15 @@ def cached_definitions() -> Definitions | None:
     current = _current
     if current is None or current.key is None:
         return None
-    return current if current.key[0] == connection.settings_dict["NAME"] else None
+    return current if current.key[0] == database_name() else None
+
+
+def database_name() -> str:
+    """The default database's name, read from the connection handler's settings (the same
+    dict as ``connection.settings_dict``, which the test runner renames in place): every
+    ``connection.x`` goes through a context-local lookup, which the tracking path, asking
+    this several times a postback, notices."""
+    return connections.settings[DEFAULT_DB_ALIAS]["NAME"]
 
 
 def current_version() -> int | None:

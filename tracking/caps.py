@@ -51,12 +51,12 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import ROUND_DOWN, Decimal
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from offers.caps import cap_usage, local_day, period_bounds, period_start
-from offers.definitions import CapDefinition, OfferDefinition
+from offers.definitions import CapDefinition, OfferDefinition, database_name
 from offers.models import CapCounter, OfferCap
 from tracking import rules
 from tracking.models import Click, Conversion, EventRecord, RecordStatus
@@ -150,9 +150,7 @@ def counters_ensure(counters: "Iterable[tuple[int, date]]") -> bool:
     row be missing after all, rolled back with a transaction around it, the one-statement
     path finds no room and the ordinary path, which makes its rows every time, takes the
     postback.)"""
-    # The default database's settings, read from the handler: ``connection.settings_dict``
-    # is the same dict behind a thread-local lookup.
-    name = connections.settings[DEFAULT_DB_ALIAS]["NAME"]
+    name = database_name()
     missing = sorted({pair for pair in counters if (name, *pair) not in _ensured})
     if not missing:
         return True

@@ -525,12 +525,15 @@ def _decide_conversion(
     links.clicked_after = check_click_in_window(click, offer, now)
     check_amount_given(params, offer.money, what="This offer")
     # Conversion check 9: accepted, in the status the offer's rules give it.
-    accepted = _accepted(params, links, offer, offer.money)
+    currency = params.currency or offer.currency
     too_fast, clicked_before = conversion_too_fast(click, offer, now)
-    caps, other_currency = applicable_caps(offer, click, accepted)
+    caps, other_currency = applicable_caps(offer, click, RecordKind.CONVERSION, currency)
     status, reason = initial_status(too_fast=too_fast, other_currency=other_currency)
-    return replace(
-        accepted,
+    return _accepted(
+        params,
+        links,
+        offer.money,
+        currency,
         record_status=status,
         record_status_reason=reason,
         clicked_before=clicked_before,
@@ -553,16 +556,17 @@ def conversion_too_fast(
 
 
 def applicable_caps(
-    offer: OfferDefinition, click: ClickFacts, accepted: "Decision"
+    offer: OfferDefinition, click: ClickFacts, kind: RecordKind, currency: str
 ) -> tuple[tuple[CapDefinition, ...], bool]:
     """The offer's caps this record counts against (docs/postbacks.md "Caps"): those of the
     whole offer or of the click's publisher; ``conversions`` caps for a conversion only,
     ``payout``/``revenue`` caps for conversions and events alike. None for a test click.
     (caps, whether a money cap applies but the record is in another currency: then it is
-    recorded ``pending`` / ``cap_currency`` and counts against no money cap.)"""
+    recorded ``pending`` / ``cap_currency`` and counts against no money cap.) ``kind`` and
+    ``currency``: the record's."""
     if click.is_test or not offer.caps:
         return (), False
-    is_conversion = accepted.kind is RecordKind.CONVERSION
+    is_conversion = kind is RecordKind.CONVERSION
     caps = []
     other_currency = False
     for cap in offer.caps:
@@ -572,7 +576,7 @@ def applicable_caps(
         if not cap.counts_money:
             if is_conversion:
                 caps.append(cap)
-        elif accepted.currency != offer.currency:
+        elif currency != offer.currency:
             other_currency = True
         else:
             caps.append(cap)
@@ -689,14 +693,17 @@ def _decide_event_on_conversion(
     # Event check 12: accepted, in the status its conversion's status gives it (and, once
     # the writer tried them, its money caps).
     status, reason, by_rule = event_record_status(click)
-    accepted = _accepted(params, links, offer, event.money)
-    caps, other_currency = applicable_caps(offer, click, accepted)
+    currency = params.currency or offer.currency
+    caps, other_currency = applicable_caps(offer, click, RecordKind.EVENT, currency)
     if other_currency:
         # Held for the manager, not by the rule: approving the conversion must not approve
         # it past the cap.
         status, reason, by_rule = RecordStatus.PENDING.value, CAP_CURRENCY, False
-    return replace(
-        accepted,
+    return _accepted(
+        params,
+        links,
+        event.money,
+        currency,
         record_status=status,
         record_status_reason=reason,
         status_by_rule=by_rule,
@@ -819,16 +826,22 @@ def check_duplicate_event(facts: Facts, event: EventDefinition, mode: DuplicateM
 
 
 def _accepted(
-    params: PostbackParams, links: _Links, offer: OfferDefinition, money: MoneyRules
+    params: PostbackParams,
+    links: _Links,
+    money: MoneyRules,
+    currency: str,
+    **outcome: object,
 ) -> Decision:
     """The accepted decision, with its money (docs/postbacks.md "Money"): the rule's revenue
-    and payout for ``amount``, in the currency sent or else the offer's."""
+    and payout for ``amount``, in ``currency`` (the one sent, or else the offer's); and the
+    record's status and what the writer must assume and take (``outcome``)."""
     return links.decision(
         params,
         Reason.ACCEPTED,
         revenue=money.revenue(params.amount),
         payout=money.payout(params.amount),
-        currency=params.currency or offer.currency,
+        currency=currency,
+        **outcome,
     )
 
 
