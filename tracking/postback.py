@@ -226,7 +226,7 @@ def _after(outcome: PostbackOutcome) -> PostbackOutcome:
     if defs is None:
         waits = Event.objects.filter(offer_id=offer_id, wait_for_conversion_minutes__gt=0).exists()
     else:
-        waits = any(e.wait_for_conversion_minutes > 0 for e in defs.events(offer_id).by_id.values())
+        waits = defs.events(offer_id).any_waits
     if waits:
         from tracking import kept  # noqa: PLC0415 - kept imports this module
 
@@ -823,12 +823,24 @@ _CAP_COLUMNS = {
 
 @functools.cache
 def _at_once_sql(
-    kind: RecordKind, deliveries: DeliveryShape | None = None, capped: bool = False
+    kind: RecordKind,
+    deliveries: DeliveryShape | None = None,
+    capped: bool = False,
+    one_candidate: bool = False,
 ) -> str:
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
     columns = _CANDIDATE_COLUMNS | (_CANDIDATE_CAP_COLUMNS if capped else {})
     candidate_columns = ", ".join(f"c_{name}" for name in columns)
-    candidate_types = ", ".join(f"c_{name} {type_}" for name, type_ in columns.items())
+    # The candidates as a JSON array's rows; one candidate (a URL that names its offer, the
+    # common case) as plain parameters, which spares reading the JSON and joining on it.
+    if one_candidate:
+        parameters = ", ".join(
+            f"%(c_{name})s::{type_} AS c_{name}" for name, type_ in columns.items()
+        )
+        candidates = f"(SELECT {parameters}) AS cand"
+    else:
+        types = ", ".join(f"c_{name} {type_}" for name, type_ in columns.items())
+        candidates = f"json_to_recordset(%(candidates)s::json) AS cand({types})"
     from_candidate = {
         "click_id": "candidate.id",
         "publisher_id": "candidate.publisher_id",
@@ -836,6 +848,8 @@ def _at_once_sql(
         "revenue": "candidate.c_revenue",
         "payout": "candidate.c_payout",
         "currency": "candidate.c_currency",
+        # One time for the record, its status and its log row: one parameter to send.
+        "status_changed_at": "%(created_at)s::timestamptz",
     }
     # The predicted facts, as conditions: the definitions are the cached version, the click
     # exists and is the candidate's offer's (the join), has or lacks its conversion as
@@ -923,8 +937,7 @@ WITH the_click AS (
     FROM the_click c{" LEFT JOIN locked v ON TRUE" if lock else ""}
 ), candidate AS (
     SELECT click.*, {candidate_columns}
-    FROM click JOIN json_to_recordset(%(candidates)s::json) AS cand({candidate_types})
-         ON cand.c_offer_id = click.offer_id
+    FROM click JOIN {candidates} ON cand.c_offer_id = click.offer_id
     WHERE {" AND ".join(conditions)}{taken}
 ), record AS (
     INSERT INTO {record.table} ({record.columns})
@@ -934,14 +947,17 @@ WITH the_click AS (
 ), log AS (
     INSERT INTO {log.table} ({log.columns}, click_id, offer_id, event_id, reason, status_code,
                              message, {link})
-    SELECT {log.select_list}, record.click_id, record.offer_id, {event_link}, 'accepted', 200,
-           '', record.id
+    SELECT {log.select_list_with({"created_at": "record.created_at"})}, record.click_id,
+           record.offer_id, {event_link}, 'accepted', 200, '', record.id
     FROM record
     RETURNING id
 ){delivery}
 SELECT click.version, click.id, click.offer_id, click.publisher_id, click.conversion_id,
-       click.conversion_status, click.created_at, click.is_test, (SELECT id FROM record),
-       (SELECT id FROM log)
+       click.conversion_status,
+       -- What the ordinary path decides on where nothing was written (a timestamp costs
+       -- the most of these to read).
+       CASE WHEN NOT EXISTS (SELECT FROM record) THEN click.created_at END, click.is_test,
+       (SELECT id FROM record), (SELECT id FROM log)
 FROM click
 """  # noqa: S608 - only names and constants are interpolated
 
@@ -979,17 +995,24 @@ def _predicted(request: _Request, params: PostbackParams, offer_id: int) -> Fact
     (approved, the common case: ``PREDICTED_CONVERSION_STATUS``), none for a conversion (the
     duplicate fact and the click's time are left unknown: the rules assume them and say so);
     and what is known of the request itself (its address, its time)."""
-    has_conversion = params.kind is RecordKind.EVENT
+    has_conversion, conversion_status = _predicted_conversion(params.kind)
     return Facts(
         click=ClickFacts(
             offer_id=offer_id,
             has_conversion=has_conversion,
-            conversion_status=PREDICTED_CONVERSION_STATUS if has_conversion else None,
+            conversion_status=conversion_status,
         ),
         ip=request.ip,
         check_allow_list=request.check_allow_list,
         now=request.now,
     )
+
+
+def _predicted_conversion(kind: RecordKind) -> tuple[bool, str | None]:
+    """Whether the click is predicted to have its conversion, and in which status."""
+    if kind is RecordKind.EVENT:
+        return True, PREDICTED_CONVERSION_STATUS
+    return False, None
 
 
 def _candidates(request: _Request, params: PostbackParams, defs: Definitions) -> list[Decision]:
@@ -1113,32 +1136,40 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         return _Attempt()
     # Which publisher postbacks each candidate fires is cached with the definitions (not
     # yet loaded: the ordinary path loads it); the click's publisher picks in the statement.
-    if any(defs.cached_publisher_postbacks(c.offer_id) is None for c in candidates):
+    postbacks = [defs.cached_publisher_postbacks(c.offer_id) for c in candidates]
+    if any(offer_postbacks is None for offer_postbacks in postbacks):
         return _Attempt()
     kind = params.kind
     first = candidates[0]
     now = request.now
     fired = delivery_rows(
-        _winners_and_facts(c, defs, publisher_id=None, now=now) for c in candidates
+        _winners_and_facts(c, defs, publisher_id=None, now=now)
+        for c, offer_postbacks in zip(candidates, postbacks, strict=True)
+        if offer_postbacks  # most offers: no publisher has a postback for them
     )
     # Every candidate was decided on the same predicted conversion status, so they share
     # the record's status; the money and offer differ and come from the candidate's row.
     record = _record_values(first, None, created_at=now)
     log = _log_values(request, first, None, created_at=now)
     values = _sql_values(_RECORDS[kind], record) | _sql_values(_AT_ONCE_LOG, log)
-    predicted = _predicted(request, params, first.offer_id).click
+    has_conversion, conversion_status = _predicted_conversion(kind)
     values |= {
         "transaction_id": params.transaction_id,
         "version": defs.version,
         # The same for every candidate; the statement checks them of the click it reads.
-        "has_conversion": predicted.has_conversion,
-        "conversion_status": predicted.conversion_status,
+        "has_conversion": has_conversion,
+        "conversion_status": conversion_status,
         "adv_sub": params.adv_sub,
     }
     if fired:
         values |= fired.params(now=now)
     capped = _caps_param(candidates, now)
-    values["candidates"] = json.dumps([_candidate_row(c, capped is not None) for c in candidates])
+    rows = [_candidate_row(c, capped is not None) for c in candidates]
+    one_candidate = len(rows) == 1
+    if one_candidate:
+        values |= rows[0]
+    else:
+        values["candidates"] = json.dumps(rows)
     if capped is not None:
         caps_json, counters = capped
         # The statement takes slots in existing counters only (tracking/caps.py); a cap
@@ -1149,7 +1180,7 @@ def _accept_at_once(request: _Request, params: PostbackParams) -> _Attempt:
         values["shard"] = random.randrange(CapCounter.SHARDS)  # noqa: S311 - not a secret
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            sql = _at_once_sql(kind, fired.shape, capped is not None)
+            sql = _at_once_sql(kind, fired.shape, capped is not None, one_candidate)
             (row,) = run(sql, values)
     except OperationalError as error:
         # Crossed with a status change taking the same counters and hourly totals rows

@@ -25,7 +25,7 @@ from tests.factories import (
 )
 from tests.markers import requires_postgresql
 from tracking import caps
-from tracking.models import Conversion
+from tracking.models import Conversion, PostbackLog
 from tracking.services import generate_transaction_id
 
 pytestmark = [pytest.mark.django_db, requires_postgresql]
@@ -260,3 +260,26 @@ def test_a_full_cap_sends_the_postback_the_ordinary_way_which_records_it_capped(
         "cap_reached",
     )
     assert cap_usage([full])[full.pk] == full.limit
+
+
+@pytest.mark.parametrize("form", ["offer URL", "global URL"])
+def test_the_one_statement_path_gives_the_record_its_status_and_its_log_row_one_time(
+    client, world, form
+):
+    conversion, event, token, warm = world
+    offer = conversion.offer
+    # The global URL with two offers of the advertiser: the candidates travel as JSON; the
+    # offer URL's one candidate as plain parameters.
+    OfferFactory(advertiser=offer.advertiser)
+    client.get("/postback", {"secure": token, "transaction_id": warm.transaction_id})
+    params = {"secure": token, "transaction_id": ClickFactory(offer=offer).transaction_id}
+    if form == "offer URL":
+        params["offer_id"] = offer.pk
+
+    status, sql = statements(client, "/postback", params)
+
+    assert (status, len(sql)) == (200, 1)
+    record = Conversion.objects.get(click__transaction_id=params["transaction_id"])
+    log = PostbackLog.objects.get(conversion=record)
+    assert record.status_changed_at == record.created_at == log.created_at
+    assert (record.offer_id, record.status, log.reason) == (offer.pk, "approved", "accepted")
