@@ -21,6 +21,7 @@ from tracking.http import (
     form_params,
     header,
     hit_never_cache,
+    json_answer,
     query_params,
 )
 from tracking.models import Reason
@@ -131,12 +132,12 @@ def _answer_postback(
     read: "dict[str, str] | Exception | None" = None,
     process=postback_process,  # noqa: ANN001
     kind: RecordKind | None = None,
-) -> JsonResponse:
+) -> HttpResponse:
     """Parse the request (unless ``read`` holds what reading it gave), run the postback
     service (``process``: /postback's or the status postback's) once, render its outcome as
     JSON."""
     if request.method not in POSTBACK_METHODS:
-        response = JsonResponse(
+        response = json_answer(
             {
                 "status": "rejected",
                 "reason": "method_not_allowed",
@@ -175,7 +176,7 @@ def _answer_postback(
     except (OperationalError, InterfaceError):
         # The database is unreachable (down, restarting, out of connections). Nothing was
         # recorded; the advertiser's system retries.
-        response = JsonResponse(
+        response = json_answer(
             {
                 "status": "rejected",
                 "reason": Reason.UNAVAILABLE.value,
@@ -186,7 +187,7 @@ def _answer_postback(
         )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return JsonResponse(outcome.body, status=outcome.status_code)
+    return json_answer(outcome.body, status=outcome.status_code)
 
 
 # The service owns its transaction (record and log row together, the rejected log row
