@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core import signals
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIRequest, get_script_name
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_script_prefix, set_urlconf
 from django.utils.log import log_response
@@ -48,14 +50,38 @@ def hit_views() -> dict[str, View]:
 HIT_PATHS = frozenset(hit_views())
 
 
+#: What ``HttpRequest.get_host`` reads of a request, for the hosts it has accepted.
+_HOST_META = ("HTTP_X_FORWARDED_HOST", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT")
+#: How many accepted hosts ``AllowedHostsMiddleware`` remembers (a site has a handful).
+_ACCEPTED_HOSTS_LIMIT = 64
+_accepted_hosts: set[tuple[str | None, ...]] = set()
+
+
+@receiver(setting_changed)
+def _forget_accepted_hosts(*, setting: str, **kwargs: object) -> None:
+    if setting in ("ALLOWED_HOSTS", "DEBUG", "USE_X_FORWARDED_HOST"):
+        _accepted_hosts.clear()
+
+
 class AllowedHostsMiddleware:
-    """Refuse a Host outside ALLOWED_HOSTS with ``400``, as the full stack does."""
+    """Refuse a Host outside ALLOWED_HOSTS with ``400``, as the full stack does.
+
+    Django checks the host again for every request (parsing it, matching it against every
+    pattern); the few hosts a tracking server is reached by are remembered once Django has
+    accepted them, by exactly what its check reads of the request, and forgotten when the
+    settings it reads change. Any other host is checked, and refused, by Django each time.
+    """
 
     def __init__(self, get_response: View) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.get_host()  # raises DisallowedHost, which Django answers with 400
+        meta = request.META
+        host = tuple(meta.get(name) for name in _HOST_META)
+        if host not in _accepted_hosts:
+            request.get_host()  # raises DisallowedHost, which Django answers with 400
+            if len(_accepted_hosts) < _ACCEPTED_HOSTS_LIMIT:
+                _accepted_hosts.add(host)
         return self.get_response(request)
 
 

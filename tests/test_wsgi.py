@@ -114,3 +114,15 @@ def test_serving_a_hit_leaves_the_settings_as_they_are(settings):
     call("/healthz")
 
     assert list(settings.MIDDLEWARE) == configured
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_host_once_accepted_is_refused_once_allowed_hosts_no_longer_hold_it(settings):
+    settings.ALLOWED_HOSTS = ["track.example.com", "old.example.com"]
+    accepted, _, _ = call("/healthz", host="old.example.com")
+
+    settings.ALLOWED_HOSTS = ["track.example.com"]
+    refused, _, _ = call("/healthz", host="old.example.com")
+    still, _, _ = call("/healthz", host="track.example.com")
+
+    assert (accepted[:3], refused[:3], still[:3]) == ("200", "400", "200")
