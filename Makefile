@@ -10,7 +10,7 @@ PORT ?= 8000
 # PostgreSQL when one answers locally and DATABASE_URL is not set, else SQLite.
 LOCAL_PG := postgres://postgres@127.0.0.1:5432/clicktrail
 
-.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports bench-retention serve bench-deliveries bench-compare
+.PHONY: run test venv install install-dev chromium lint format migrations-check bench bench-reports bench-retention serve bench-deliveries bench-compare bench-against
 
 $(BIN)/python:
 	@[ -n "$(PYTHON)" ] && command -v $(PYTHON) >/dev/null \
@@ -71,6 +71,13 @@ bench: install-dev
 # without, alternated run by run in one server on the make bench database.
 bench-compare: install-dev
 	$(BIN)/python -m bench.compare $(BENCH_ARGS)
+
+# Postbacks against an earlier commit (REF), both servers loaded at once by two wrk: each on
+# its own bench database, the earlier one in its own worktree and virtualenv under
+# bench/results/. E.g. REF=e9bc1de (before the record lifecycle, #15); BENCH_ARGS e.g.
+# "--runs 10 --only conversion,event", "--write-docs" to update docs/benchmarks.md.
+bench-against: install-dev
+	$(BIN)/python -m bench.against --ref $(REF) $(BENCH_ARGS)
 
 # Reports, list totals and CSV export over 10M event records in the clicktrail_bench
 # database (created and loaded once, then reused); writes docs/benchmarks.md.
