@@ -813,9 +813,10 @@ def _assumed_fact_failed(decision: Decision, click: _Click) -> bool:
 _AT_ONCE_LOG = Row(
     PostbackLog, exclude=(*_LOG_OUTCOME, "click_id", "offer_id", "event_id"), prefix="log_"
 )
-# The candidates' columns. They travel as one JSON text (a row per candidate), which
-# PostgreSQL reads into rows: binding seven arrays instead cost psycopg more CPU per
-# postback than the rest of the statement's parameters together (profiled).
+# The candidates' columns. Several candidates travel as one JSON text (a row per
+# candidate), which PostgreSQL reads into rows: binding seven arrays instead cost psycopg
+# more CPU per postback than the rest of the statement's parameters together (profiled).
+# One candidate (a URL that names its offer) travels as plain parameters.
 _CANDIDATE_COLUMNS = {
     "offer_id": "integer",
     "event_id": "integer",
@@ -857,8 +858,7 @@ def _at_once_sql(
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
     columns = _CANDIDATE_COLUMNS | (_CANDIDATE_CAP_COLUMNS if capped else {})
     candidate_columns = ", ".join(f"c_{name}" for name in columns)
-    # The candidates as a JSON array's rows; one candidate (a URL that names its offer, the
-    # common case) as plain parameters, which spares reading the JSON and joining on it.
+    # One candidate (the common case) spares PostgreSQL reading the JSON and joining on it.
     if one_candidate:
         parameters = ", ".join(
             f"%(c_{name})s::{type_} AS c_{name}" for name, type_ in columns.items()
