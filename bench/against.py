@@ -161,16 +161,7 @@ def paths(database: str, name: str, count: int) -> list[str]:
 
 
 def serve(root: Path, python: str, database: str, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{database}",
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "DEBUG": "False",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "False",
-        "TRACKING_BASE_URL": "http://127.0.0.1",
-    }
+    env = {**os.environ, **bench.server_env(database)}
     command = [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "-c"]
     process = subprocess.Popen(
         [*command, "config/gunicorn.py", "config.wsgi"],

@@ -150,11 +150,11 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or sys.exit("could not install wrk")
 
 
-def setup_django(database: str, over: str = "tcp") -> dict[str, str]:
-    """Point this process (and the server it starts) at the bench database, production-style:
-    over TCP, or over the Unix socket (an empty host: libpq's default socket directory)."""
+def server_env(database: str, over: str = "tcp") -> dict[str, str]:
+    """The environment of a production-style server on the bench database ``database``, over
+    TCP or over the Unix socket (an empty host: libpq's default socket directory)."""
     host = "" if over == "socket" else "127.0.0.1:5432"
-    env = {
+    return {
         "DATABASE_URL": f"postgres://postgres@{host}/{database}",
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "SECRET_KEY": secrets.token_urlsafe(50),
@@ -163,6 +163,12 @@ def setup_django(database: str, over: str = "tcp") -> dict[str, str]:
         "SECURE_SSL_REDIRECT": "False",
         "TRACKING_BASE_URL": "http://127.0.0.1",
     }
+
+
+def setup_django(database: str, over: str = "tcp") -> dict[str, str]:
+    """Point this process (and the server it starts) at the bench database, production-style:
+    over TCP, or over the Unix socket (an empty host: libpq's default socket directory)."""
+    env = server_env(database, over)
     os.environ.update(env)
     import psycopg
 
