@@ -941,7 +941,13 @@ def _at_once_sql(
       AND n.balanced_for = k.k_limit
       AND n.used < n.allowance AND n.used + k.k_amount <= n.allowance
     RETURNING n.id"""  # noqa: S608 - names only
-        took = f"{caps.TAKEN}((SELECT count(*) FROM taken), {expected.format('candidate')})"  # noqa: S608
+        # The function (PL/pgSQL, which sets up its expressions anew in every transaction)
+        # only where some caps took the record and some did not: that is, rarely.
+        count, wanted = "(SELECT count(*) FROM taken)", expected.format("candidate")
+        took = (
+            f"CASE {count} WHEN {wanted} THEN TRUE WHEN 0 THEN FALSE "  # noqa: S608
+            f"ELSE {caps.TAKEN}({count}, {wanted}) END"
+        )
         insert_condition = f"\n    WHERE {took}"
         on_conflict = ""
     lock = ""
