@@ -43,6 +43,7 @@ from tracking.models import (
     StatusChange,
 )
 from tracking.outbound import AttemptResult
+from tracking.sql import given_rows_sql
 
 #: Seconds to wait after attempt 1, 2, … 6 before the next (SPEC: about 1 min, 5 min,
 #: 30 min, 2 h, 6 h and 18 h); attempt 7 is the last.
@@ -400,7 +401,11 @@ def delivery_cte_sql(link: str, click_id: str, shape: "DeliveryShape") -> str:
         record.created_at
     FROM record
     JOIN tracking_click c ON c.id = {click_id}
-    JOIN {_ONE_ROW if shape.one_row else _ROWS}
+    JOIN {
+        given_rows_sql(
+            "pb", _ROW_COLUMNS, one=shape.one_row, json_param="deliveries", prefix="delivery_"
+        )
+    }
          ON pb.offer_id = c.offer_id AND pb.publisher_id = c.publisher_id
     CROSS JOIN LATERAL (SELECT nextval('{sequence}'::regclass) AS id) d
     WHERE NOT c.is_test
@@ -418,13 +423,14 @@ def _id_sequence() -> str:
     return sequence
 
 
-_ROWS = """json_to_recordset(%(deliveries)s::json)
-         AS pb(offer_id integer, publisher_id integer, postback_id integer, trigger text,
-               url text)"""
-_ONE_ROW = """(SELECT %(delivery_offer_id)s::integer AS offer_id,
-                 %(delivery_publisher_id)s::integer AS publisher_id,
-                 %(delivery_postback_id)s::integer AS postback_id,
-                 %(delivery_trigger)s::text AS trigger, %(delivery_url)s::text AS url) AS pb"""
+#: A delivery row's columns as the statement is given them (``given_rows_sql``).
+_ROW_COLUMNS = {
+    "offer_id": "integer",
+    "publisher_id": "integer",
+    "postback_id": "integer",
+    "trigger": "text",
+    "url": "text",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,13 +484,11 @@ class DeliveryRows:
         )
         return {
             "deliveries": json.dumps(
-                [dict(zip(_ROW_KEYS, row, strict=True)) for row in rows], separators=(",", ":")
+                [dict(zip(_ROW_COLUMNS, row, strict=True)) for row in rows],
+                separators=(",", ":"),
             ),
             "delivery_at": now,
         }
-
-
-_ROW_KEYS = ("offer_id", "publisher_id", "postback_id", "trigger", "url")
 
 
 def delivery_rows(

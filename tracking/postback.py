@@ -75,7 +75,7 @@ from tracking.rules import (
     PostbackParams,
     RecordKind,
 )
-from tracking.sql import Row, is_deadlock, on_postgresql, run
+from tracking.sql import Row, given_rows_sql, is_deadlock, on_postgresql, run
 
 __all__ = ["PARAMETERS", "PostbackOutcome", "postback_process", "postback_unreadable"]
 
@@ -813,10 +813,8 @@ def _assumed_fact_failed(decision: Decision, click: _Click) -> bool:
 _AT_ONCE_LOG = Row(
     PostbackLog, exclude=(*_LOG_OUTCOME, "click_id", "offer_id", "event_id"), prefix="log_"
 )
-# The candidates' columns. Several candidates travel as one JSON text (a row per
-# candidate), which PostgreSQL reads into rows: binding seven arrays instead cost psycopg
-# more CPU per postback than the rest of the statement's parameters together (profiled).
-# One candidate (a URL that names its offer) travels as plain parameters.
+# The candidates' columns, as the statement is given them (``given_rows_sql``): one
+# candidate (a URL that names its offer) as plain parameters, several as one JSON text.
 _CANDIDATE_COLUMNS = {
     "offer_id": "integer",
     "event_id": "integer",
@@ -858,15 +856,12 @@ def _at_once_sql(
     record, log, link = _RECORDS[kind], _AT_ONCE_LOG, _LINKS[kind]
     columns = _CANDIDATE_COLUMNS | (_CANDIDATE_CAP_COLUMNS if capped else {})
     candidate_columns = ", ".join(f"c_{name}" for name in columns)
-    # One candidate (the common case) spares PostgreSQL reading the JSON and joining on it.
-    if one_candidate:
-        parameters = ", ".join(
-            f"%(c_{name})s::{type_} AS c_{name}" for name, type_ in columns.items()
-        )
-        candidates = f"(SELECT {parameters}) AS cand"
-    else:
-        types = ", ".join(f"c_{name} {type_}" for name, type_ in columns.items())
-        candidates = f"json_to_recordset(%(candidates)s::json) AS cand({types})"
+    candidates = given_rows_sql(
+        "cand",
+        {f"c_{name}": type_ for name, type_ in columns.items()},
+        one=one_candidate,
+        json_param="candidates",
+    )
     from_candidate = {
         "click_id": "candidate.id",
         "publisher_id": "candidate.publisher_id",
@@ -926,7 +921,7 @@ def _at_once_sql(
     taken = insert_condition = ""
     on_conflict = "ON CONFLICT DO NOTHING"
     if capped:
-        cap_types = ", ".join(f"{name} {type_}" for name, type_ in _CAP_COLUMNS.items())
+        cap_rows = given_rows_sql("k", _CAP_COLUMNS, one=False, json_param="caps")
         counter = CapCounter._meta.db_table
         expected = "c_caps + cardinality(array_positions(c_publisher_caps, {}.publisher_id))"
         conditions.append(f"NOT (click.is_test AND {expected.format('click')} > 0)")
@@ -934,7 +929,7 @@ def _at_once_sql(
 ), taken AS (
     UPDATE {counter} n SET used = n.used + k.k_amount
     FROM candidate
-    JOIN json_to_recordset(%(caps)s::json) AS k({cap_types})
+    JOIN {cap_rows}
          ON k.k_offer_id = candidate.c_offer_id
             AND (k.k_publisher_id IS NULL OR k.k_publisher_id = candidate.publisher_id)
     WHERE n.cap_id = k.k_cap_id AND n.period_start = k.k_start AND n.shard = %(shard)s
